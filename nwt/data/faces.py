@@ -1,0 +1,175 @@
+"""Face detection, the presenter's track per shot, and the smoothed 256×224 crop window.
+
+Backends are chosen by `faces.backend`; `haar` (OpenCV's bundled frontal-face cascade) needs no
+download. Detection runs every `stride` frames at half resolution; the track is interpolated
+between detections (a missed frame inside a good track is not fatal) and smoothed so that the
+crop does not jitter.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from nwt.constants import CROP_H, CROP_W
+from nwt.data.media import iter_frames
+
+DETECT_SCALE = 0.5  # detect on half-resolution frames (≈4× faster, still ≥ 20 px faces)
+MIN_DETECTED_SHARE = 0.5  # a shot keeps its face only if found in at least this share of samples
+SECOND_FACE_AREA = 0.5  # a second face this large relative to the first counts as "comparable"
+MULTI_FACE_SHARE = 0.3  # ... and in this share of detected samples the shot has several faces
+FACE_CENTRE_SHIFT = 0.15  # crop centre sits this many face heights below the face centre (chin, neck)
+MATCH_IOU = 0.3  # a detection "finds" the true face above this IoU
+
+
+class HaarDetector:
+    """OpenCV's Haar cascade; raw grey frames (equalizeHist breaks the darkest skin tones)."""
+
+    def __init__(self, min_face_px: int):
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        if not path.is_file():
+            raise RuntimeError(f"{path} is missing: the haar backend needs opencv-python 4.x (pinned in pyproject)")
+        self.cascade = cv2.CascadeClassifier(str(path))
+        self.min_size = max(8, int(min_face_px * DETECT_SCALE))
+
+    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """→ (N, 4) boxes x, y, w, h in full-resolution pixels, largest first."""
+        small = cv2.resize(frame_bgr, None, fx=DETECT_SCALE, fy=DETECT_SCALE, interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        boxes = self.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_size,) * 2)
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4) / DETECT_SCALE
+        return boxes[np.argsort(-boxes[:, 2] * boxes[:, 3])]
+
+
+def make_detector(backend: str, min_face_px: int):
+    if backend == "haar":
+        return HaarDetector(min_face_px)
+    raise ValueError(f"faces.backend {backend!r} is not available; choose: haar")
+
+
+@dataclass
+class ShotTrack:
+    """Decision and per-frame track for one shot (frames at pipeline fps)."""
+
+    status: str  # kept | rejected
+    reason: str
+    detail: str
+    sampled: list[int]  # frame indices that were run through the detector
+    detections: list[list[float] | None]  # main face box per sampled frame
+    box: np.ndarray | None = None  # (T, 4) interpolated face box per frame, kept shots
+    crop: np.ndarray | None = None  # (T, 3) smoothed crop centre x, y and height, kept shots
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average along axis 0 with edge padding. (T, ...) → (T, ...)"""
+    if window <= 1 or len(x) < 2:
+        return x
+    pad = window // 2
+    padded = np.concatenate([np.repeat(x[:1], pad, 0), x, np.repeat(x[-1:], window - 1 - pad, 0)])
+    kernel = np.ones(window) / window
+    return np.stack([np.convolve(padded[:, j], kernel, "valid") for j in range(x.shape[1])], axis=1)
+
+
+def track_shot(n_frames: int, sampled: list[int], boxes: list[np.ndarray], cfg: dict, fps: int) -> ShotTrack:
+    """Decide on one shot from its per-sample detections and build its smoothed crop track."""
+    found = [(i, b) for i, b in zip(sampled, boxes) if len(b)]
+    main = [b[0].tolist() if len(b) else None for b in boxes]
+    if not sampled or len(found) < MIN_DETECTED_SHARE * len(sampled):
+        return ShotTrack("rejected", "no_face", f"face in {len(found)}/{len(sampled)} sampled frames", sampled, main)
+    several = sum(len(b) > 1 and b[1][2] * b[1][3] >= SECOND_FACE_AREA * b[0][2] * b[0][3] for _, b in found)
+    if several > MULTI_FACE_SHARE * len(found):
+        return ShotTrack("rejected", "multiple_faces", f"comparable second face in {several}/{len(found)} samples",
+                         sampled, main)
+    heights = np.array([b[0][3] for _, b in found])
+    if np.median(heights) < cfg["min_face_px"]:
+        return ShotTrack("rejected", "face_too_small", f"median face height {np.median(heights):.0f} px",
+                         sampled, main)
+    idx = np.array([i for i, _ in found], np.float64)
+    pts = np.array([b[0] for _, b in found])  # (K, 4) x, y, w, h
+    frames = np.arange(n_frames, dtype=np.float64)
+    box = np.stack([np.interp(frames, idx, pts[:, j]) for j in range(4)], axis=1)  # (T, 4)
+    centre_x = box[:, 0] + box[:, 2] / 2
+    centre_y = box[:, 1] + box[:, 3] / 2 + FACE_CENTRE_SHIFT * box[:, 3]
+    crop = np.stack([centre_x, centre_y, cfg["face_scale"] * box[:, 3]], axis=1)
+    crop = moving_average(crop, max(1, int(round(cfg["smooth_s"] * fps))))
+    return ShotTrack("kept", "ok", f"face in {len(found)}/{len(sampled)} samples", sampled, main, box, crop)
+
+
+def crop_window(crop: np.ndarray) -> tuple[float, float, float, float]:
+    """(cx, cy, h) → x0, y0, width, height of the 256:224 (H:W) crop rectangle."""
+    cx, cy, h = crop
+    w = h * CROP_W / CROP_H
+    return cx - w / 2, cy - h / 2, w, h
+
+
+def crop_frame(frame: np.ndarray, crop: np.ndarray) -> np.ndarray:
+    """Cut the crop window out of a frame and resize it to 256×224 in one affine warp.
+
+    Parts outside the frame are filled by replicating the border (a crop near the edge of a
+    wide shot must not fail).
+    """
+    x0, y0, w, h = crop_window(crop)
+    scale = CROP_H / h
+    matrix = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], np.float32)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(frame, matrix, (CROP_W, CROP_H), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+
+
+def episode_faces(job: dict, cfg: dict, fps: int) -> dict:
+    """Ray task: one episode's shots → per-shot decisions and tracks, plus truth scores."""
+    shots = job["shots"]  # [(shot, start, end)]
+    detector = make_detector(cfg["backend"], int(cfg["min_face_px"]))
+    stride = int(cfg["stride"])
+    want = {f for _, s, e in shots for f in range(s, e, stride)}
+    detections: dict[int, np.ndarray] = {}
+    for k, frame in enumerate(iter_frames(job["path"], fps)):
+        if k in want:
+            detections[k] = detector(frame)
+    out = []
+    for shot, start, end in shots:
+        sampled = [f for f in range(start, end, stride) if f in detections]
+        track = track_shot(end - start, [f - start for f in sampled], [detections[f] for f in sampled], cfg, fps)
+        out.append(dict(shot=shot, start=start, end=end, track=track))
+    score = _truth_scores(job.get("truth"), out, fps) if job.get("truth") else None
+    return dict(shots=out, score=score)
+
+
+def _truth_scores(truth_path: str, shots: list[dict], fps: int) -> dict:
+    truth = json.loads(Path(truth_path).read_text())
+    true_boxes = truth["face_boxes"]
+    to_truth = truth["fps"] / fps  # ground truth is indexed at the renderer's fps
+    face_samples = found = 0
+    ious, in_crop, jitter = [], [], []
+    for s in shots:
+        tr: ShotTrack = s["track"]
+        for f, det in zip(tr.sampled, tr.detections):
+            tb = true_boxes[min(len(true_boxes) - 1, int(round((s["start"] + f) * to_truth)))]
+            if tb is None:
+                continue
+            face_samples += 1
+            if det is not None:
+                iou = box_iou(np.array(det), np.array(tb))
+                if iou > MATCH_IOU:
+                    found += 1
+                    ious.append(iou)
+        if tr.status == "kept":
+            for f in range(len(tr.crop)):
+                tb = true_boxes[min(len(true_boxes) - 1, int(round((s["start"] + f) * to_truth)))]
+                if tb is not None:
+                    x0, y0, w, h = crop_window(tr.crop[f])
+                    in_crop.append(tb[0] >= x0 and tb[1] >= y0 and tb[0] + tb[2] <= x0 + w and tb[1] + tb[3] <= y0 + h)
+            if len(tr.crop) > 1:
+                jitter.extend(np.linalg.norm(np.diff(tr.crop[:, :2], axis=0), axis=1).tolist())
+    return dict(face_samples=face_samples, found=found, ious=ious, in_crop=in_crop, jitter=jitter)

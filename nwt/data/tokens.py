@@ -1,0 +1,70 @@
+"""Token shards: what the prior trains on, without decoding video.
+
+`data/tokens/{split}-%06d.tar`, one WebDataset sample per clip, same key as the clip shard:
+- `codes.npy`: (T, H', W', heads) uint16 memcode indices from the dVAE encoder (eval mode)
+- `mel.npy`: (4T, 80) float16 log-mel (nwt.models.audio_features.log_mel), aligned to codes
+- `json`: key, episode_id, episode_index, fps, sample_rate, n_frames, split, source shard
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import webdataset as wds
+
+
+@dataclass
+class TokenClip:
+    key: str
+    codes: np.ndarray  # (T, H', W', heads) uint16
+    mel: np.ndarray  # (4T, 80) float32
+    meta: dict
+
+    @property
+    def episode_index(self) -> int:
+        return int(self.meta["episode_index"])
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def token_sample(key: str, codes: np.ndarray, mel: np.ndarray, meta: dict) -> dict:
+    if codes.dtype != np.uint16 or codes.ndim != 4:
+        raise ValueError(f"codes must be (T, H', W', heads) uint16, got {codes.dtype} {codes.shape}")
+    if mel.shape[0] != 4 * codes.shape[0]:
+        raise ValueError(f"mel has {mel.shape[0]} frames for {codes.shape[0]} video frames (want 4 per frame)")
+    meta = dict(meta, key=key, n_frames=int(codes.shape[0]))
+    return {
+        "__key__": key,
+        "codes.npy": _npy_bytes(codes),
+        "mel.npy": _npy_bytes(mel.astype(np.float16)),
+        "json": json.dumps(meta).encode(),
+    }
+
+
+def parse_token_sample(sample: dict) -> TokenClip:
+    codes = np.load(io.BytesIO(sample["codes.npy"]), allow_pickle=False)
+    mel = np.load(io.BytesIO(sample["mel.npy"]), allow_pickle=False).astype(np.float32)
+    return TokenClip(key=sample["__key__"], codes=codes, mel=mel, meta=json.loads(sample["json"]))
+
+
+def token_paths(token_dir: str | Path, split: str) -> list[str]:
+    return sorted(str(p) for p in Path(token_dir).glob(f"{split}-*.tar"))
+
+
+def iter_token_clips(paths: Sequence[str]) -> Iterator[TokenClip]:
+    for path in paths:
+        for sample in wds.WebDataset([path], shardshuffle=False, empty_check=False):
+            yield parse_token_sample(sample)
+
+
+def load_token_clips(paths: Sequence[str]) -> list[TokenClip]:
+    """All clips in memory: the default corpus is a few MB of tokens."""
+    return list(iter_token_clips(paths))

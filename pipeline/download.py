@@ -1,0 +1,70 @@
+"""Stage `download`: episodes → data/raw/ and data/download/episodes.parquet (+ ledger)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from nwt.data import download
+from nwt.data.atomic import write_parquet
+from nwt.data.ledger import Ledger
+from nwt.data.media import MediaError
+from nwt.data.parallel import run_tasks, shutdown
+from nwt.params import load_params, section, timing
+from nwt.stage import DATA, stage, write_ledger
+
+log = logging.getLogger("nwt.download")
+RAW = DATA / "raw"
+
+
+def main() -> None:
+    params = load_params()
+    cfg, t = section(params, "download"), timing(params)
+    with stage("download") as metrics:
+        RAW.mkdir(parents=True, exist_ok=True)
+        if cfg["source"] == "synthetic":
+            specs = download.synthetic_specs(cfg["synthetic"], t.fps, t.sample_rate)
+            results = run_tasks(download.render_synthetic_episode, specs, "render episodes", raw_dir=str(RAW))
+            results = [(spec["episode_id"], res) for spec, res in results]
+        elif cfg["source"] == "manifest":
+            manifest = Path(cfg["manifest"])
+            rows = download.read_manifest(manifest)
+            results = run_tasks(download.fetch_manifest_episode, rows, "fetch episodes", raw_dir=str(RAW),
+                                manifest_dir=str(manifest.parent.resolve()))
+            results = [(row.episode_id, res) for row, res in results]
+        else:
+            raise ValueError(f"download.source must be synthetic or manifest, got {cfg['source']!r}")
+        shutdown()
+
+        ledger, kept = Ledger("download"), []
+        for episode_id, res in results:
+            if isinstance(res, MediaError):
+                ledger.reject(episode_id, res.reason, str(res))
+            elif isinstance(res, Exception):
+                ledger.reject(episode_id, "failed", f"{type(res).__name__}: {res}")
+            else:
+                ledger.keep(episode_id, f"{res['duration_s']:.1f} s")
+                kept.append(res)
+        for row in ledger.rows:
+            if row["status"] == "rejected":
+                log.warning("episode %s rejected (%s): %s", row["item"], row["reason"], row["detail"])
+        _remove_stale(RAW, {r["episode_id"] for r in kept})
+        table = pd.DataFrame(kept)
+        table.insert(1, "episode_index", range(len(table)))
+        write_parquet(DATA / "download" / "episodes.parquet", table)
+        write_ledger(ledger)
+        metrics.update(episodes_seen=len(ledger.rows), episodes_kept=ledger.kept, episodes_rejected=ledger.rejected,
+                       hours=round(float(table["duration_s"].sum()) / 3600, 4) if len(table) else 0.0)
+
+
+def _remove_stale(raw: Path, keep_ids: set[str]) -> None:
+    """data/raw is persisted across runs: drop files of episodes no longer listed or kept."""
+    for path in raw.iterdir():
+        episode_id = path.name.split(".")[0]
+        if path.is_file() and episode_id not in keep_ids and not path.name.startswith("."):
+            path.unlink()
+
+
+if __name__ == "__main__":
+    main()

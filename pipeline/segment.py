@@ -1,0 +1,78 @@
+"""Stage `segment`: speech spans inside face-valid shots → clips table data/segment/clips.parquet."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from nwt.data.atomic import write_json, write_parquet
+from nwt.data.ledger import Ledger
+from nwt.data.media import MediaError
+from nwt.data.parallel import run_tasks, shutdown
+from nwt.data.segment import episode_clips
+from nwt.params import load_params, section, timing
+from nwt.stage import DATA, REPORTS, stage, write_ledger
+
+COLUMNS = ["episode_id", "clip", "key", "shot", "start_s", "end_s", "speech_start_s", "speech_end_s", "words"]
+HIST_BIN_S = 0.5
+
+
+def main() -> None:
+    params = load_params()
+    cfg, t = section(params, "segment"), timing(params)
+    if cfg["backend"] != "webrtcvad":
+        raise ValueError(f"segment.backend {cfg['backend']!r} is not available; choose: webrtcvad")
+    with stage("segment") as metrics:
+        episodes = pd.read_parquet(DATA / "download" / "episodes.parquet")
+        tracks = pd.read_parquet(DATA / "faces" / "tracks.parquet")
+        jobs = []
+        for ep in episodes.itertuples():
+            ep_tracks = tracks[tracks.episode_id == ep.episode_id]
+            if len(ep_tracks):
+                jobs.append(dict(episode_id=ep.episode_id, path=ep.path, truth=ep.truth,
+                                 shots=[(int(r.shot), int(r.start_frame), int(r.end_frame)) for r in ep_tracks.itertuples()]))
+        results = run_tasks(episode_clips, jobs, "segment speech", cfg=cfg, fps=t.fps, sample_rate=t.sample_rate)
+        shutdown()
+
+        ledger, rows, errors = Ledger("segment"), [], []
+        for job, res in results:
+            episode_id = job["episode_id"]
+            if isinstance(res, Exception):
+                reason = res.reason if isinstance(res, MediaError) else "failed"
+                for shot, _, _ in job["shots"]:
+                    ledger.reject(f"{episode_id}/shot{shot:03d}", reason, f"{type(res).__name__}: {res}")
+                continue
+            for shot in res["silent_shots"]:
+                ledger.reject(f"{episode_id}/shot{shot:03d}", "silence", "no speech in this face shot")
+            for k, (c, words) in enumerate(zip(res["clips"], res["words"])):
+                key = f"{episode_id}_{k:05d}"
+                span = f"{c.start_s:.2f}-{c.end_s:.2f} s"
+                if c.status != "kept":
+                    ledger.reject(key, c.reason, span)
+                    continue
+                ledger.keep(key, span)
+                rows.append(dict(episode_id=episode_id, clip=k, key=key, shot=c.shot, start_s=round(c.start_s, 3),
+                                 end_s=round(c.end_s, 3), speech_start_s=round(c.speech_start_s, 3),
+                                 speech_end_s=round(c.speech_end_s, 3), words=[w["word"] for w in words]))
+            errors += res["boundary_errors_s"]
+        clips = pd.DataFrame(rows, columns=COLUMNS)
+        write_parquet(DATA / "segment" / "clips.parquet", clips)
+        write_ledger(ledger)
+        lengths = (clips.end_s - clips.start_s).to_numpy()
+        _write_histogram(lengths)
+        metrics.update(clips=len(clips), clips_rejected=ledger.rejected,
+                       clip_hours=round(float(lengths.sum()) / 3600, 4),
+                       clip_mean_s=round(float(lengths.mean()), 3) if len(lengths) else 0.0)
+        if errors:
+            metrics["boundary_error_median_ms"] = round(1000 * float(np.median(errors)), 1)
+
+
+def _write_histogram(lengths: np.ndarray) -> None:
+    """Clip-length histogram as a DVC plot (reports/segment/clip_lengths.json)."""
+    top = max(float(lengths.max()) if len(lengths) else 0.0, HIST_BIN_S)
+    counts, edges = np.histogram(lengths, bins=np.arange(0, top + HIST_BIN_S, HIST_BIN_S))
+    write_json(REPORTS / "segment" / "clip_lengths.json",
+               [dict(length_s=round(float(e), 2), clips=int(c)) for e, c in zip(edges[:-1], counts)])
+
+
+if __name__ == "__main__":
+    main()

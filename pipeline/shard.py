@@ -1,0 +1,77 @@
+"""Stage `shard`: clips → cropped 256×224 video + audio in WebDataset shards, split by clip."""
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+
+from nwt.data.atomic import write_json
+from nwt.data.ledger import Ledger
+from nwt.data.media import MediaError
+from nwt.data.parallel import run_tasks, shutdown
+from nwt.data.shard import episode_shards
+from nwt.data.split import GAP, assign_splits, unseen_episode_ids
+from nwt.params import load_params, section, timing
+from nwt.stage import DATA, stage, write_ledger
+
+SHARDS = DATA / "shards"
+
+
+def main() -> None:
+    params = load_params()
+    cfg, t = section(params, "shard"), timing(params)
+    with stage("shard") as metrics:
+        if SHARDS.exists():
+            shutil.rmtree(SHARDS)
+        SHARDS.mkdir(parents=True)
+        episodes = pd.read_parquet(DATA / "download" / "episodes.parquet")
+        clips = pd.read_parquet(DATA / "segment" / "clips.parquet")
+        tracks = pd.read_parquet(DATA / "faces" / "tracks.parquet").set_index(["episode_id", "shot"])
+        with_clips = [e for e in episodes.episode_id if (clips.episode_id == e).any()]
+        unseen = set(unseen_episode_ids(with_clips, cfg["unseen_episodes"]))
+        ledger, jobs = Ledger("shard"), []
+        for ep in episodes.itertuples():
+            ep_clips = clips[clips.episode_id == ep.episode_id].sort_values("start_s").to_dict("records")
+            if not ep_clips:
+                continue
+            labels = (["unseen"] * len(ep_clips) if ep.episode_id in unseen
+                      else assign_splits(len(ep_clips), cfg["val_fraction"], cfg["test_fraction"]))
+            job_clips = []
+            for c, label in zip(ep_clips, labels):
+                if label == GAP:
+                    ledger.reject(c["key"], "split_gap", "between split blocks")
+                    continue
+                tr = tracks.loc[(c["episode_id"], c["shot"])]
+                job_clips.append(dict(c, split=label, words=list(c["words"]), shot_start_frame=int(tr.start_frame),
+                                      crop_cx=list(tr.crop_cx), crop_cy=list(tr.crop_cy), crop_h=list(tr.crop_h)))
+            jobs.append(dict(episode_id=ep.episode_id, episode_index=int(ep.episode_index), path=ep.path,
+                             truth=ep.truth, clips=job_clips))
+        results = run_tasks(episode_shards, jobs, "write shards", out_dir=str(SHARDS), timing=t,
+                            clips_per_shard=int(cfg["clips_per_shard"]))
+        shutdown()
+        counts, n_shards = {}, 0
+        for job, res in results:
+            if isinstance(res, Exception):
+                reason = res.reason if isinstance(res, MediaError) else "failed"
+                for c in job["clips"]:
+                    ledger.reject(c["key"], reason, f"{type(res).__name__}: {res}")
+                continue
+            for r in res["results"]:
+                if r["ok"]:
+                    ledger.keep(r["key"], r["detail"])
+                else:
+                    ledger.reject(r["key"], "failed", r["detail"])
+            for split, n in res["counts"].items():
+                counts[split] = counts.get(split, 0) + n
+            n_shards += res["shards"]
+        # the models' episode map: embedding row i = episode_ids[i] (the download table's index),
+        # plus one <unk> row; unseen episodes are evaluated with <unk>
+        write_json(SHARDS / "episodes.json",
+                   dict(episode_ids=list(episodes.episode_id), unseen_episodes=sorted(unseen)))
+        write_ledger(ledger)
+        metrics.update({f"clips_{s}": counts.get(s, 0) for s in ("train", "val", "test", "unseen")})
+        metrics.update(shards=n_shards, clips_gap=int((ledger.frame().reason == "split_gap").sum()))
+
+
+if __name__ == "__main__":
+    main()
