@@ -83,23 +83,7 @@ def _write_clip(c: dict, frames: np.ndarray, first: int, audio: np.ndarray, trut
                              face_boxes=[truth["face_boxes"][m] for m in idx])
     split = c["split"]
     if split not in writers:
-        writers[split] = _EpisodeShardWriter(out_dir, split, job["episode_index"], clips_per_shard)
+        writers[split] = ShardWriter(out_dir, split, clips_per_shard, start_index=int(job["episode_index"]) * MAX_CHUNKS,
+                                     max_shards=MAX_CHUNKS)
     writers[split].write(clip_sample(c["key"], frames, clip_audio, timing.sample_rate, meta))
     return dict(key=c["key"], ok=True, detail=f"{split}, {n} frames")
-
-
-class _EpisodeShardWriter(ShardWriter):
-    """ShardWriter whose shard numbers are episode_index × 100 + chunk."""
-
-    def __init__(self, out_dir: str, split: str, episode_index: int, max_count: int):
-        super().__init__(out_dir, split, max_count)
-        self.base = int(episode_index) * MAX_CHUNKS
-
-    def write(self, sample: dict) -> None:
-        if self._writer is None or self._count >= self.max_count:
-            if self.n_shards >= MAX_CHUNKS:
-                raise RuntimeError(f"more than {MAX_CHUNKS} {self.split} shards for one episode: raise shard.clips_per_shard")
-        super().write(sample)
-
-    def shard_name(self, n: int) -> str:
-        return f"{self.split}-{self.base + n:06d}.tar"

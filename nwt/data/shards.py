@@ -146,10 +146,16 @@ def _draw(frames: list, episodes: list, batch_size: int, rng: np.random.Generato
 
 
 class ShardWriter:
-    """`{split}-%06d.tar` shards of at most `max_count` clips, written atomically."""
+    """`{split}-%06d.tar` shards of at most `max_count` clips, written atomically.
 
-    def __init__(self, out_dir: str | Path, split: str, max_count: int = 64):
+    Shards are numbered from `start_index`, at most `max_shards` of them (so that writers
+    given disjoint ranges, e.g. one per episode, never collide).
+    """
+
+    def __init__(self, out_dir: str | Path, split: str, max_count: int = 64, start_index: int = 0,
+                 max_shards: int | None = None):
         self.out_dir, self.split, self.max_count = Path(out_dir), split, max_count
+        self.start_index, self.max_shards = start_index, max_shards
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._writer = None
         self._tmp: Path | None = None
@@ -159,6 +165,9 @@ class ShardWriter:
 
     def write(self, sample: dict) -> None:
         if self._writer is None or self._count >= self.max_count:
+            if self.max_shards is not None and self.n_shards >= self.max_shards:
+                raise RuntimeError(f"more than {self.max_shards} {self.split} shards from one writer: "
+                                   "raise the clips per shard")
             self._close_current()
             self._final = self.out_dir / self.shard_name(self.n_shards)
             self._tmp = self._final.with_name("." + self._final.name + ".tmp")
@@ -169,7 +178,7 @@ class ShardWriter:
         self._count += 1
 
     def shard_name(self, n: int) -> str:
-        return f"{self.split}-{n:06d}.tar"
+        return f"{self.split}-{self.start_index + n:06d}.tar"
 
     def _close_current(self) -> None:
         if self._writer is not None:

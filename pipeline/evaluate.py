@@ -1,0 +1,68 @@
+"""Stage `evaluate`: test-split figures for ground truth, reconstruction and generation side by
+side, and sample videos (ground truth | reconstruction | generation, with the clip's audio)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+from tqdm import tqdm
+
+from nwt.data.shards import iter_clips, shard_paths
+from nwt.data.tokens import load_token_clips, token_paths
+from nwt.eval.metrics import mouth_audio_corr, psnr_db
+from nwt.generate import Generator, add_mark
+from nwt.models.dvae_io import decode_codes, encode_frames
+from nwt.data.media import write_video
+from nwt.params import load_params, section
+from nwt.stage import DATA, REPORTS, stage
+from nwt.train.prior import evaluate_nll
+
+SAMPLES = REPORTS / "evaluate" / "samples"
+
+
+def main() -> None:
+    params = load_params()
+    cfg = section(params, "evaluate")
+    with stage("evaluate") as metrics:
+        gen = Generator()
+        spf = gen.timing.samples_per_frame
+        if SAMPLES.exists():
+            shutil.rmtree(SAMPLES)
+        SAMPLES.mkdir(parents=True)
+        corr = {"gt": [], "recon": [], "gen": []}
+        recon_psnr, gen_seconds, gen_wall = [], 0.0, 0.0
+        clips = list(iter_clips(shard_paths(DATA / "shards", "test")))
+        if not clips:
+            raise RuntimeError("no test clips in data/shards: the shard stage kept none (see data/shard/ledger.parquet)")
+        for n, clip in enumerate(tqdm(clips, desc="evaluate test clips", unit="clip")):
+            episode_id = clip.meta["episode_id"]
+            dvae_index = gen.dvae_meta_episode_index(episode_id)
+            recon = decode_codes(gen.dvae, encode_frames(gen.dvae, clip.frames), dvae_index)
+            result = gen.from_audio(clip.audio, episode_id if episode_id in gen.episode_ids else None,
+                                    temperature=float(cfg["temperature"]), top_k=int(cfg["top_k"]),
+                                    seed=int(cfg["seed"]) + n)
+            gen_seconds, gen_wall = gen_seconds + result.seconds, gen_wall + result.wall_s
+            t = min(len(clip.frames), len(result.frames))
+            recon_psnr.append(psnr_db(clip.frames, recon))
+            corr["gt"].append(mouth_audio_corr(clip.frames, clip.audio, spf))
+            corr["recon"].append(mouth_audio_corr(recon, clip.audio, spf))
+            corr["gen"].append(mouth_audio_corr(result.frames[:t], clip.audio[: t * spf], spf))
+            if n < int(cfg["samples"]):
+                side = np.concatenate([clip.frames[:t], recon[:t], add_mark(result.frames[:t])], axis=2)
+                write_video(SAMPLES / f"{clip.key}.mp4", side, gen.timing.fps, clip.audio[: t * spf],
+                            gen.timing.sample_rate, metadata=gen.provenance())
+        test_tokens = load_token_clips(token_paths(DATA / "tokens", "test"))
+        nll = evaluate_nll(gen.prior, test_tokens) if test_tokens else {}
+        for source, values in corr.items():
+            metrics[source] = dict(mouth_audio_corr=round(float(np.mean(values)), 4))
+        metrics["recon"]["psnr_db"] = round(float(np.mean(recon_psnr)), 3)
+        metrics["gen"]["test_nll_bits_per_code"] = round(float(nll.get("nll_bits_per_code", float("nan"))), 4)
+        gt_corr = metrics["gt"]["mouth_audio_corr"]
+        metrics["gen_vs_gt"] = dict(mouth_audio_corr_ratio=round(metrics["gen"]["mouth_audio_corr"] / gt_corr, 4)
+                                    if abs(gt_corr) > 1e-6 else 0.0)
+        metrics["rtf"] = round(gen_seconds / max(gen_wall, 1e-9), 3)
+        metrics["test_clips"] = len(clips)
+
+
+if __name__ == "__main__":
+    main()

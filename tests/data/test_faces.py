@@ -1,0 +1,49 @@
+import numpy as np
+
+from nwt.constants import CROP_H, CROP_W
+from nwt.data.faces import box_iou, crop_frame, crop_window, track_shot
+
+CFG = dict(min_face_px=40, face_scale=2.0, smooth_s=0.5)
+
+
+def _boxes(*boxes):
+    return np.array(boxes, np.float64).reshape(-1, 4)
+
+
+def test_steady_face_is_kept_and_misses_are_interpolated():
+    sampled = list(range(0, 50, 5))
+    boxes = [_boxes([100, 80, 60, 60]) if i != 3 else _boxes() for i in range(len(sampled))]
+    tr = track_shot(50, sampled, boxes, CFG, fps=25)
+    assert tr.status == "kept"
+    assert tr.crop.shape == (50, 3)
+    np.testing.assert_allclose(tr.crop[:, 2], 120.0)  # face_scale × face height, missing sample filled
+    x0, y0, w, h = crop_window(tr.crop[20])
+    assert abs(w / h - CROP_W / CROP_H) < 1e-9
+
+
+def test_rejections_have_reasons():
+    sampled = list(range(0, 50, 5))
+    none = track_shot(50, sampled, [_boxes()] * 10, CFG, 25)
+    assert (none.status, none.reason) == ("rejected", "no_face")
+    two = track_shot(50, sampled, [_boxes([100, 80, 60, 60], [300, 80, 55, 55])] * 10, CFG, 25)
+    assert two.reason == "multiple_faces"
+    small = track_shot(50, sampled, [_boxes([100, 80, 20, 20])] * 10, CFG, 25)
+    assert small.reason == "face_too_small"
+
+
+def test_a_small_background_face_does_not_reject_the_shot():
+    tr = track_shot(50, list(range(0, 50, 5)), [_boxes([100, 80, 80, 80], [300, 20, 20, 20])] * 10, CFG, 25)
+    assert tr.status == "kept"
+
+
+def test_crop_is_256_by_224_and_pads_outside_the_frame():
+    frame = np.full((360, 640, 3), 7, np.uint8)
+    out = crop_frame(frame, np.array([10.0, 10.0, 300.0]))  # window mostly outside the frame
+    assert out.shape == (CROP_H, CROP_W, 3)
+    assert (out == 7).all()
+
+
+def test_iou():
+    assert box_iou(np.array([0, 0, 10, 10]), np.array([0, 0, 10, 10])) == 1.0
+    assert box_iou(np.array([0, 0, 10, 10]), np.array([20, 20, 5, 5])) == 0.0
+    assert abs(box_iou(np.array([0, 0, 10, 10]), np.array([5, 0, 10, 10])) - 1 / 3) < 1e-9

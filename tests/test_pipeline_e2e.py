@@ -1,0 +1,114 @@
+"""The real pipeline, end to end, at the tiny profile: `dvc repro`, ledgers, metrics, a second
+`dvc repro` that does nothing, `dvc exp run -S prior.layers=N` that reruns only the prior and
+what follows, and `nwt generate` from the trained models."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def _run(cmd: list[str], cwd: Path, timeout: int = 900) -> str:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", NWT_WORKERS="2", RAY_AUTH_MODE="disabled",
+               DVC_NO_ANALYTICS="1")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-6000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def pipeline_repo(tmp_path_factory) -> Path:
+    """A fresh git clone-alike of this checkout at the tiny profile, after one `dvc repro`."""
+    work = tmp_path_factory.mktemp("e2e") / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for rel in files:
+        src = REPO / rel
+        if src.is_file():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / rel)
+    for stale in ("dvc.lock",):
+        (work / stale).unlink(missing_ok=True)
+    shutil.rmtree(work / "reports", ignore_errors=True)
+    _run([sys.executable, "scripts/apply_profile.py", "profiles/tiny.yaml"], work)
+    _run(["git", "init", "-q"], work)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], work)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], work)
+    _run(["dvc", "repro"], work)
+    return work
+
+
+def test_every_item_is_accounted_for(pipeline_repo):
+    data = pipeline_repo / "data"
+    ledgers = {s: pd.read_parquet(data / s / "ledger.parquet") for s in ("download", "shots", "faces", "segment", "shard")}
+    for stage, ledger in ledgers.items():
+        assert set(ledger.status) <= {"kept", "rejected"}, stage
+        assert ledger.item.is_unique, stage
+        assert (ledger[ledger.status == "rejected"].reason != "ok").all(), stage
+    episodes = pd.read_parquet(data / "download" / "episodes.parquet")
+    assert len(ledgers["download"]) == 3 and sorted(episodes.episode_id) == sorted(
+        ledgers["download"][ledgers["download"].status == "kept"].item)
+    # each stage's items are exactly what the stage before it kept
+    assert set(ledgers["shots"].item) == set(episodes.episode_id)
+    shots = pd.read_parquet(data / "shots" / "shots.parquet")
+    assert len(ledgers["faces"]) == len(shots)
+    assert set(ledgers["shots"][ledgers["shots"].status == "kept"].item) == set(shots.episode_id)
+    clips = pd.read_parquet(data / "segment" / "clips.parquet")
+    assert set(ledgers["shard"].item) == set(clips.key)
+    kept_segment = ledgers["segment"][ledgers["segment"].status == "kept"]
+    assert set(kept_segment.item) == set(clips.key)
+    # the synthetic corpus has face-less slides: some shots must be rejected for no_face
+    assert (ledgers["faces"].reason == "no_face").any()
+    shard_metrics = json.loads((pipeline_repo / "reports/shard/metrics.json").read_text())
+    kept_shard = ledgers["shard"][ledgers["shard"].status == "kept"]
+    assert len(kept_shard) == sum(shard_metrics[f"clips_{s}"] for s in ("train", "val", "test", "unseen"))
+
+
+def test_metrics_cover_every_stage(pipeline_repo):
+    out = _run(["dvc", "metrics", "show", "--json"], pipeline_repo)
+    flat = json.dumps(json.loads(out[out.index("{"):]))
+    for key in ("episodes_kept", "cut_recall", "face_detection_rate", "clip_hours", "clips_train", "psnr_db",
+                "perplexity", "nll_bits_per_code", "mouth_audio_corr", "rtf"):
+        assert f'"{key}"' in flat, key
+
+
+def test_second_repro_runs_nothing(pipeline_repo):
+    out = _run(["dvc", "repro"], pipeline_repo)
+    assert "Running stage" not in out, out
+
+
+def test_changing_prior_layers_reruns_only_the_prior_and_evaluate(pipeline_repo):
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], pipeline_repo)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock"], pipeline_repo)
+    layers = int(json.loads(_run([sys.executable, "-c", "import yaml,json;print(json.dumps(yaml.safe_load(open('params.yaml'))))"],
+                                 pipeline_repo))["prior"]["layers"])
+    out = _run(["dvc", "exp", "run", "-S", f"prior.layers={layers + 1}"], pipeline_repo)
+    ran = sorted({line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")})
+    assert ran == ["evaluate", "train_prior"], out[-3000:]
+
+
+def test_nwt_generate_makes_an_mp4_with_the_audio(pipeline_repo, tmp_path):
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Hello, this is a short test of the presenter."], check=True)
+    out = tmp_path / "video.mp4"
+    _run([str(BIN / "nwt"), "generate", "--audio", str(speech), "--out", str(out)], pipeline_repo)
+    from nwt.data.media import probe
+
+    info = probe(out)
+    assert info.has_video and info.has_audio and (info.width, info.height) == (224, 256)
+    assert info.duration_s > 1.5
+    tags = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of", "csv=p=0",
+                           str(out)], capture_output=True, text=True).stdout
+    assert "generated by nwt" in tags
