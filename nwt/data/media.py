@@ -23,6 +23,9 @@ class MediaError(RuntimeError):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self):  # keep `reason` when Ray pickles the error back from a worker
+        return (type(self), (self.reason, str(self)))
+
 
 def require_ffmpeg() -> None:
     for tool in ("ffmpeg", "ffprobe"):

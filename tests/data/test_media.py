@@ -69,3 +69,10 @@ def test_write_video_muxes_audio_and_metadata(tmp_path):
     tags = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of", "csv=p=0",
                            str(out)], capture_output=True, text=True).stdout
     assert "made by a test" in tags
+
+
+def test_media_error_survives_pickling():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(MediaError("no_audio", "x.mp4: no audio stream")))
+    assert err.reason == "no_audio" and str(err) == "x.mp4: no audio stream"
