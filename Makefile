@@ -21,6 +21,10 @@ repro: setup
 test: setup
 	pytest -q
 
+## benchmarks: figures printed and written to reports/bench.json
+bench: setup
+	python scripts/bench.py
+
 ## apply a params profile, e.g. `make profile P=large` (profiles/*.yaml over params.yaml)
 profile: setup
 	python scripts/apply_profile.py profiles/$(P).yaml

@@ -1,0 +1,117 @@
+"""Benchmarks (`make bench`): figures printed and merged into reports/bench.json.
+
+Sections (all by default, or `--only NAME ...`):
+- preprocess: shots+faces+segment+shard throughput (video-seconds per wall-second) on rendered
+  synthetic episodes with NWT_WORKERS=1 and 2, and whether both give identical tables;
+- loader: random 256×224 frames per second delivered by nwt.data.shards.random_frames;
+- models: dVAE training step, encode and decode frames/s; prior sampling real-time factor with
+  and without the KV cache (needs the trained models of `dvc repro` for the decode-inclusive RTF).
+Speed goals live here, never in timed tests.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "reports" / "bench.json"
+PRE_STAGES = ("shots", "faces", "segment", "shard")
+
+
+def machine() -> dict:
+    import torch
+
+    return dict(cpu_count=os.cpu_count(), python=platform.python_version(), torch=torch.__version__,
+                device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.machine()})")
+
+
+def bench_preprocess(episodes: int = 2, seconds: float = 30.0) -> dict:
+    import pandas as pd
+    import yaml
+
+    from nwt.data.synthetic import render_episode
+
+    work = Path(tempfile.mkdtemp(prefix="nwt-bench-"))
+    try:
+        src = work / "src"
+        for i in range(episodes):
+            render_episode(f"bench-{i}", 100 + i, seconds, src)
+        manifest = "episode_id,source\n" + "".join(f"bench-{i},{src}/bench-{i}.mp4\n" for i in range(episodes))
+        result, tables = {}, {}
+        for workers in (1, 2):
+            run = work / f"w{workers}"
+            shutil.copytree(REPO / "pipeline", run / "pipeline")
+            params = yaml.safe_load((REPO / "params.yaml").read_text())
+            params["download"].update(source="manifest", manifest=str(run / "manifest.csv"))
+            params["shard"]["unseen_episodes"] = 0
+            (run / "params.yaml").write_text(yaml.safe_dump(params))
+            (run / "manifest.csv").write_text(manifest)
+            env = dict(os.environ, NWT_WORKERS=str(workers), RAY_AUTH_MODE="disabled")
+            subprocess.run([sys.executable, "pipeline/download.py"], cwd=run, env=env, check=True, capture_output=True)
+            start = time.perf_counter()
+            stage_s = {}
+            for stage in PRE_STAGES:
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, f"pipeline/{stage}.py"], cwd=run, env=env, check=True, capture_output=True)
+                stage_s[stage] = round(time.perf_counter() - t0, 2)
+            wall = time.perf_counter() - start
+            result[f"workers_{workers}"] = dict(wall_s=round(wall, 2), stage_wall_s=stage_s,
+                                                video_s_per_wall_s=round(episodes * seconds / wall, 3))
+            tables[workers] = [pd.read_parquet(run / f"data/{s}/{f}") for s, f in
+                               (("shots", "shots.parquet"), ("faces", "tracks.parquet"), ("segment", "clips.parquet"))]
+            print(f"preprocess, {workers} worker(s): {episodes * seconds:.0f} video-s in {wall:.1f} s "
+                  f"→ {episodes * seconds / wall:.2f} video-s per wall-s  {stage_s}")
+        result["identical_tables_1_vs_2_workers"] = all(a.equals(b) for a, b in zip(tables[1], tables[2]))
+        result["video_s"] = episodes * seconds
+        result["note"] = "includes Ray start-up (≈5 s) in every stage"
+        bench_loader.shards = work / "w2" / "data" / "shards"
+        result["loader"] = bench_loader()
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_loader(batches: int = 60, batch_size: int = 8) -> dict:
+    from nwt.data.shards import random_frames, shard_paths
+
+    shards = getattr(bench_loader, "shards", REPO / "data" / "shards")
+    paths = shard_paths(shards, "train")
+    if not paths:
+        return dict(skipped=f"no train shards in {shards}")
+    it = random_frames(paths, batch_size, seed=0)
+    next(it)  # fill the shuffle buffer once
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    fps = batches * batch_size / (time.perf_counter() - start)
+    print(f"loader: {fps:.0f} random 256×224 frames/s (batch {batch_size})")
+    return dict(frames_per_s=round(fps, 1), batch_size=batch_size)
+
+
+SECTIONS = {"preprocess": bench_preprocess}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=sorted(SECTIONS), help="sections to run (default: all)")
+    args = parser.parse_args()
+    report = json.loads(OUT.read_text()) if OUT.exists() else {}
+    report["machine"] = machine()
+    for name in args.only or SECTIONS:
+        report[name] = SECTIONS[name]()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
