@@ -30,7 +30,7 @@ def episode_shards(job: dict, out_dir: str, timing: Timing, clips_per_shard: int
     Frames stream through once; each clip is written as soon as its last frame is cropped, so
     memory holds only the clips that overlap the current frame, whatever the episode length.
     """
-    fps, spf = timing.fps, timing.samples_per_frame
+    fps = timing.fps
     clips = sorted(job["clips"], key=lambda c: c["start_s"])
     spans = [clip_frames(c["start_s"], c["end_s"], fps) for c in clips]
     tracks = [np.array([c["crop_cx"], c["crop_cy"], c["crop_h"]]).T for c in clips]  # (shot frames, 3)

@@ -92,7 +92,8 @@ def shard_paths(shard_dir: str | Path, split: str) -> list[str]:
 def _raw_samples(paths: Sequence[str]) -> Iterator[dict]:
     for path in paths:
         # one shard at a time, in order: the caller decides the order (and so the randomness)
-        yield from wds.WebDataset([path], shardshuffle=False, empty_check=False)
+        # nodesplitter=None: callers split by rank themselves (random_frames), and val reads all
+        yield from wds.WebDataset([path], shardshuffle=False, empty_check=False, nodesplitter=None)
 
 
 def iter_clips(paths: Sequence[str], decode_video: bool = True) -> Iterator[Clip]:

@@ -1,0 +1,217 @@
+"""dVAE-Adv: a per-frame convolutional autoencoder with a Memcodes bottleneck (NWT).
+
+A 256×224 RGB frame in [-1, 1] becomes a (H', W', heads) grid of discrete codes: 16×14 with
+`downsample=16` (the paper's Mem16) or 8×7 with 32 (Mem8). The decoder maps codes back to the
+frame, conditioned on an episode embedding by FiLM (swapping it changes the look, not the
+content); row `n_episodes` of the table is `<unk>`, for episodes the model never saw.
+
+CPU-cheap by design (DESIGN.md, facts): the full-resolution work is one space-to-depth
+(`pixel_unshuffle` by 4) in and one `pixel_shuffle` out; all convolutions run at ≤ 1/4
+resolution, with the width doubling at each stride-2 stage (capped at `max_mult`).
+
+`DVAEDims` is saved (as a dict) in every checkpoint, and `DVAE(DVAEDims(**d))` rebuilds the model.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from nwt.constants import CROP_H, CROP_W
+from nwt.models.memcodes import Memcodes
+
+STEM_FACTOR = 4  # space-to-depth factor of the stem (and depth-to-space of the output)
+
+
+@dataclass
+class DVAEDims:
+    channels: int = 64  # width at 1/4 resolution (after the space-to-depth stem)
+    max_mult: int = 4  # the width doubles per stride-2 stage up to channels × max_mult
+    blocks: int = 1  # residual blocks per resolution stage (encoder and decoder each)
+    downsample: int = 16  # 16 → 16×14 grid (Mem16), 32 → 8×7 (Mem8) for 256×224 input
+    num_codes: int = 256  # codebook size per head
+    heads: int = 2  # Memcodes heads: codes per position
+    code_dim: int = 128  # Memcodes width (split across heads)
+    temperature: float = 1.0  # Gumbel-softmax sampling temperature in training
+    logit_scale: float = 10.0  # Memcodes cosine-similarity logit scale (0: scaled dot product)
+    n_episodes: int = 0  # known episodes; row n_episodes of the table is <unk>
+    episode_dim: int = 32  # episode embedding width
+    use_episode: bool = True  # FiLM-condition the decoder on the episode
+    height: int = CROP_H
+    width: int = CROP_W
+
+    def __post_init__(self) -> None:
+        if self.downsample not in (16, 32):
+            raise ValueError(f"downsample must be 16 or 32, got {self.downsample}")
+        if self.height % self.downsample or self.width % self.downsample:
+            raise ValueError(f"{self.height}×{self.width} is not divisible by {self.downsample}")
+
+    @property
+    def n_stages(self) -> int:
+        return {16: 3, 32: 4}[self.downsample]  # resolutions 1/4, 1/8, 1/16 (, 1/32)
+
+    def stage_channels(self, i: int) -> int:
+        return self.channels * min(2**i, self.max_mult)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.height // self.downsample, self.width // self.downsample
+
+    @property
+    def unk_index(self) -> int:
+        return self.n_episodes
+
+    @property
+    def bits_per_frame(self) -> float:
+        h, w = self.grid
+        return h * w * self.heads * math.log2(self.num_codes)
+
+
+class ResBlock(nn.Module):
+    """x + conv(act(conv(act(norm(x))))), optional FiLM after the norm; last conv starts at zero."""
+
+    def __init__(self, channels: int, cond_dim: int = 0):
+        super().__init__()
+        self.norm = nn.GroupNorm(min(8, channels), channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.film = nn.Linear(cond_dim, 2 * channels) if cond_dim else None
+        if self.film is not None:  # identity modulation at init
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm(x)  # (B, C, H, W)
+        if self.film is not None and cond is not None:
+            gamma, beta = rearrange(self.film(cond), "b (two c) -> two b c 1 1", two=2)
+            h = h * (1 + gamma) + beta
+        h = self.conv2(F.silu(self.conv1(F.silu(h))))
+        return x + h
+
+
+class Encoder(nn.Module):
+    def __init__(self, dims: DVAEDims):
+        super().__init__()
+        c0 = dims.stage_channels(0)
+        self.stem = nn.Conv2d(3 * STEM_FACTOR**2, c0, 3, padding=1)
+        self.stages = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        for i in range(dims.n_stages):
+            c = dims.stage_channels(i)
+            self.stages.append(nn.Sequential(*[ResBlock(c) for _ in range(dims.blocks)]))
+            if i + 1 < dims.n_stages:
+                self.downs.append(nn.Conv2d(c, dims.stage_channels(i + 1), 3, stride=2, padding=1))
+        c_last = dims.stage_channels(dims.n_stages - 1)
+        self.out_norm = nn.GroupNorm(min(8, c_last), c_last)
+        self.to_code = nn.Conv2d(c_last, dims.code_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pixel_unshuffle(x, STEM_FACTOR)  # (B, 48, H/4, W/4)
+        x = self.stem(x)  # (B, C, H/4, W/4)
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i < len(self.downs):
+                x = self.downs[i](x)  # (B, C', H/2^(i+3), W/2^(i+3))
+        return self.to_code(F.silu(self.out_norm(x)))  # (B, code_dim, H', W')
+
+
+class Upsample(nn.Module):
+    """×2 by a 1×1 conv to 4·c_out channels and depth-to-space (= a 2×2 stride-2 transposed conv).
+
+    9× cheaper than nearest-upsampling + 3×3 conv at the higher resolution; the residual
+    blocks that follow mix the neighbourhood.
+    """
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, 4 * c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(x), 2)  # (B, c_out, 2H, 2W)
+
+
+class Decoder(nn.Module):
+    def __init__(self, dims: DVAEDims):
+        super().__init__()
+        cond = dims.episode_dim if dims.use_episode else 0
+        c_last = dims.stage_channels(dims.n_stages - 1)
+        self.from_code = nn.Conv2d(dims.code_dim, c_last, 3, padding=1)
+        self.stages = nn.ModuleList()
+        self.ups = nn.ModuleList()
+        for i in reversed(range(dims.n_stages)):
+            c = dims.stage_channels(i)
+            self.stages.append(nn.ModuleList([ResBlock(c, cond) for _ in range(dims.blocks)]))
+            if i > 0:
+                self.ups.append(Upsample(c, dims.stage_channels(i - 1)))
+        c0 = dims.stage_channels(0)
+        self.out_norm = nn.GroupNorm(min(8, c0), c0)
+        self.to_pixels = nn.Conv2d(c0, 3 * STEM_FACTOR**2, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        x = self.from_code(z)  # (B, C_last, H', W')
+        for i, blocks in enumerate(self.stages):
+            for block in blocks:
+                x = block(x, cond)
+            if i < len(self.ups):
+                x = self.ups[i](x)  # (B, C', 2H, 2W)
+        x = self.to_pixels(F.silu(self.out_norm(x)))  # (B, 48, H/4, W/4)
+        return F.pixel_shuffle(x, STEM_FACTOR)  # (B, 3, H, W)
+
+
+class DVAE(nn.Module):
+    def __init__(self, dims: DVAEDims):
+        super().__init__()
+        self.dims = dims
+        self.encoder = Encoder(dims)
+        self.memcodes = Memcodes(dims.code_dim, dims.num_codes, dims.heads, dims.temperature, dims.logit_scale)
+        self.decoder = Decoder(dims)
+        # rows 0..n_episodes-1: known episodes; row n_episodes: <unk>
+        self.episode_embedding = nn.Embedding(dims.n_episodes + 1, dims.episode_dim) if dims.use_episode else None
+
+    def _cond(self, episode: torch.Tensor | None, batch: int, device) -> torch.Tensor | None:
+        if self.episode_embedding is None:
+            return None
+        if episode is None:
+            episode = torch.full((batch,), self.dims.unk_index, dtype=torch.long, device=device)
+        return self.episode_embedding(episode.long())  # (B, episode_dim)
+
+    def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, 3, H, W) → (quantised features (B, code_dim, H', W'), indices (B, H', W', heads))."""
+        z = self.encoder(x)  # (B, code_dim, H', W')
+        h, w = z.shape[-2:]
+        out, indices = self.memcodes(rearrange(z, "b c h w -> b (h w) c"))  # (B, N, code_dim), (B, N, heads)
+        out = rearrange(out, "b (h w) c -> b c h w", h=h, w=w)
+        return out, rearrange(indices, "b (h w) k -> b h w k", h=h, w=w)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, 256, 224) float in [-1, 1] → indices (B, H', W', heads) long (argmax codes)."""
+        was_training = self.training
+        self.memcodes.eval()
+        try:
+            return self.quantize(x)[1]
+        finally:
+            self.memcodes.train(was_training)
+
+    def decode(self, indices: torch.Tensor, episode: torch.Tensor | None = None) -> torch.Tensor:
+        """indices (B, H', W', heads), episode (B,) long (None → <unk>) → (B, 3, 256, 224)."""
+        b, h, w, _ = indices.shape
+        out = self.memcodes.decode_indices(rearrange(indices, "b h w k -> b (h w) k"))  # (B, N, code_dim)
+        z = rearrange(out, "b (h w) c -> b c h w", h=h, w=w)
+        return self.decoder(z, self._cond(episode, b, indices.device))
+
+    def forward(self, x: torch.Tensor, episode: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """x (B, 3, H, W) in [-1, 1], episode (B,) → (recon (B, 3, H, W), indices (B, H', W', heads), stats)."""
+        z, indices = self.quantize(x)
+        recon = self.decoder(z, self._cond(episode, x.shape[0], x.device))  # (B, 3, H, W)
+        with torch.no_grad():
+            counts = torch.stack([torch.bincount(indices[..., k].flatten(), minlength=self.dims.num_codes) for k in range(self.dims.heads)])
+            usage = Memcodes.usage_from_counts(counts.float())
+        stats = {"perplexity": sum(usage["perplexity"]) / self.dims.heads}
+        return recon, indices, stats
