@@ -52,7 +52,8 @@ def main() -> None:
                 write_video(SAMPLES / f"{clip.key}.mp4", side, gen.timing.fps, clip.audio[: t * spf],
                             gen.timing.sample_rate, metadata=gen.provenance())
         test_tokens = load_token_clips(token_paths(DATA / "tokens", "test"))
-        nll = evaluate_nll(gen.prior, test_tokens) if test_tokens else {}
+        train_tokens = load_token_clips(token_paths(DATA / "tokens", "train"))
+        nll = evaluate_nll(gen.prior, test_tokens, train_tokens) if test_tokens else {}
         for source, values in corr.items():
             metrics[source] = dict(mouth_audio_corr=round(float(np.mean(values)), 4))
         metrics["recon"]["psnr_db"] = round(float(np.mean(recon_psnr)), 3)

@@ -40,7 +40,8 @@ def main() -> None:
                         mel = log_mel(clip.audio, t).numpy()  # (4T, 80)
                         writer.write(token_sample(clip.key, codes, mel, dict(
                             episode_id=clip.meta["episode_id"], episode_index=clip.episode_index, split=split,
-                            fps=t.fps, sample_rate=t.sample_rate, source_shard=Path(path).name)))
+                            fps=t.fps, sample_rate=t.sample_rate, num_codes=model.dims.num_codes,
+                            source_shard=Path(path).name)))
                         n_clips += 1
                         frames_done += len(clip.frames)
             metrics[f"clips_{split}"] = n_clips

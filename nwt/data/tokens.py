@@ -3,7 +3,8 @@
 `data/tokens/{split}-%06d.tar`, one WebDataset sample per clip, same key as the clip shard:
 - `codes.npy`: (T, H', W', heads) uint16 memcode indices from the dVAE encoder (eval mode)
 - `mel.npy`: (4T, 80) float16 log-mel (nwt.models.audio_features.log_mel), aligned to codes
-- `json`: key, episode_id, episode_index, fps, sample_rate, n_frames, split, source shard
+- `json`: key, episode_id, episode_index, fps, sample_rate, n_frames, num_codes (codebook size
+  per head), split, source shard
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def token_paths(token_dir: str | Path, split: str) -> list[str]:
 
 def iter_token_clips(paths: Sequence[str]) -> Iterator[TokenClip]:
     for path in paths:
-        for sample in wds.WebDataset([path], shardshuffle=False, empty_check=False):
+        # nodesplitter=None: under DDP every rank reads every clip (the trainer draws windows itself)
+        for sample in wds.WebDataset([path], shardshuffle=False, empty_check=False, nodesplitter=None):
             yield parse_token_sample(sample)
 
 

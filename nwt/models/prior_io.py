@@ -1,0 +1,19 @@
+"""Load a trained prior from `prior.pt` alone (dims dict + weights; weights_only=True)."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from nwt.models.prior import Prior, PriorDims
+
+
+def load_prior(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Prior, dict]:
+    """(Prior in eval mode on `device`, meta) where meta holds everything in the file except
+    the weights: dims, episode_ids, timing, fingerprint, step."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    model = Prior(PriorDims(**ckpt["dims"]))
+    model.load_state_dict(ckpt["state_dict"])
+    model.to(device).eval()
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    return model, meta

@@ -1,0 +1,446 @@
+"""Train the audio-conditioned prior (FAR) on token shards, resumably.
+
+Teacher forcing on random windows of `window_frames` frames (with their 4× mel) drawn from
+the train clips, cross-entropy over every code. AdamW (fused where supported), linear warm-up
++ cosine decay, gradient clipping, bf16 autocast on CUDA only. DDP when WORLD_SIZE > 1 (gloo
+on CPU, nccl on CUDA); rank 0 writes.
+
+Resume (DESIGN.md): every `checkpoint_every` steps `ckpt_dir/last.pt` holds model, optimizer,
+scheduler, step, RNG states and a fingerprint of the params (all but `steps` and
+`checkpoint_every`, so a run can be extended), the episode ids and the token files. A run
+resumes only on a matching fingerprint, otherwise it starts fresh and says so. Batches and
+training noise are drawn from generators seeded by (seed, rank, step), so an interrupted and
+resumed run computes the same steps as an uninterrupted one.
+
+The end result is `ckpt_dir/prior.pt` = {dims, state_dict, episode_ids, timing, fingerprint,
+step}, readable with `torch.load(weights_only=True)` (see nwt.models.prior_io.load_prior).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from nwt.constants import MELS_PER_FRAME, Timing
+from nwt.data.tokens import TokenClip, load_token_clips, token_paths
+from nwt.models.prior import Prior, PriorDims
+from nwt.train.checkpoint import (
+    files_fingerprint,
+    fingerprint,
+    load_for_resume,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+
+log = logging.getLogger(__name__)
+
+LN2 = math.log(2.0)
+
+# defaults for keys missing from cfg (params.yaml `prior` is the source of truth)
+DEFAULTS = dict(
+    seed=0,
+    mode="far",
+    layers=4,
+    dim=256,
+    heads=4,
+    audio_layers=2,
+    audio_window=8,
+    context_frames=50,
+    code_dim=16,
+    spatial_dim=32,
+    logit_scale=4.0,
+    window_frames=50,
+    steps=180,
+    batch_size=8,
+    lr=3e-3,
+    warmup_steps=20,
+    min_lr_ratio=0.1,
+    weight_decay=0.01,
+    grad_clip=1.0,
+    prev_frame_dropout=0.3,
+    code_noise=0.05,
+    episode_dropout=0.1,
+    checkpoint_every=50,
+    log_every=10,
+)
+# changing these does not change what a step computes: a run with more steps resumes
+RESUME_NEUTRAL_KEYS = ("steps", "checkpoint_every", "log_every")
+DIMS_KEYS = ("mode", "layers", "dim", "heads", "audio_layers", "audio_window", "context_frames", "code_dim", "spatial_dim", "logit_scale")
+
+
+# ---------------------------------------------------------------- data
+@dataclass
+class ClipTensors:
+    codes: torch.Tensor  # (T, H', W', heads) long
+    mel: torch.Tensor  # (4T, n_mels) float32
+    episode: int  # embedding row (n_episodes = <unk>)
+
+    @property
+    def frames(self) -> int:
+        return int(self.codes.shape[0])
+
+
+def _to_tensors(clips: list[TokenClip], n_episodes: int) -> list[ClipTensors]:
+    out = []
+    for c in clips:
+        row = c.episode_index if 0 <= c.episode_index < n_episodes else n_episodes
+        out.append(ClipTensors(torch.from_numpy(c.codes.astype(np.int64)), torch.from_numpy(c.mel), row))
+    return out
+
+
+def _num_codes(clips: list[TokenClip]) -> int:
+    """Codes per head, from the token metadata the tokenize stage writes."""
+    sizes = {int(c.meta["num_codes"]) for c in clips if "num_codes" in c.meta}
+    if len(sizes) != 1 or any("num_codes" not in c.meta for c in clips):
+        raise ValueError(f"token clips disagree on or lack num_codes ({sorted(sizes)}): rerun `dvc repro tokenize`")
+    return sizes.pop()
+
+
+def sample_batch(clips: list[ClipTensors], batch_size: int, window: int, rng: np.random.Generator):
+    """Random windows: clips drawn in proportion to their length, start uniform inside."""
+    lengths = np.array([c.frames for c in clips], dtype=np.float64)
+    idx = rng.choice(len(clips), size=batch_size, p=lengths / lengths.sum())
+    L = int(min(window, min(clips[i].frames for i in idx)))
+    codes, mels, eps = [], [], []
+    for i in idx:
+        c = clips[i]
+        s = int(rng.integers(0, c.frames - L + 1))
+        codes.append(c.codes[s : s + L])
+        mels.append(c.mel[s * MELS_PER_FRAME : (s + L) * MELS_PER_FRAME])
+        eps.append(c.episode)
+    return torch.stack(codes), torch.stack(mels), torch.tensor(eps, dtype=torch.long)
+
+
+def eval_windows(clips: list[ClipTensors], window: int) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """Non-overlapping windows of one common length (≤ window) covering the val clips."""
+    if not clips:
+        return []
+    L = min(window, min(c.frames for c in clips))
+    out = []
+    for c in clips:
+        for s in range(0, c.frames - L + 1, L):
+            out.append((c.codes[s : s + L], c.mel[s * MELS_PER_FRAME : (s + L) * MELS_PER_FRAME], c.episode))
+    return out
+
+
+def unigram_log2p(clips: list[ClipTensors], heads: int, num_codes: int) -> torch.Tensor:
+    """(heads, num_codes) log2 probabilities of the train-set code distribution per head
+    (add-half smoothing so unseen codes cost finite bits)."""
+    counts = torch.zeros(heads, num_codes, dtype=torch.float64)
+    for c in clips:
+        flat = c.codes.reshape(-1, heads)
+        for k in range(heads):
+            counts[k] += torch.bincount(flat[:, k], minlength=num_codes)[:num_codes].double()
+    p = (counts + 0.5) / (counts + 0.5).sum(-1, keepdim=True)
+    return p.log2()
+
+
+@torch.no_grad()
+def evaluate(model: Prior, windows, batch_size: int, device, unigram: torch.Tensor) -> dict:
+    """Teacher-forced NLL (bits/code), the same with each window's mel taken from the next
+    window (shuffled audio), code accuracy, and the unigram cross-entropy of the codes."""
+    if not windows:
+        nan = float("nan")
+        return dict(nll_bits_per_code=nan, nll_shuffled_audio_bits_per_code=nan, unigram_entropy_bits=nan, code_accuracy=nan)
+    was_training = model.training
+    model.eval()
+    codes_all = torch.stack([w[0] for w in windows])
+    mel_all = torch.stack([w[1] for w in windows])
+    ep_all = torch.tensor([w[2] for w in windows], dtype=torch.long)
+    if len(windows) > 1:
+        mel_shuf = mel_all.roll(1, dims=0)
+    else:  # one window: pair frames with audio half a window away
+        mel_shuf = mel_all.roll(mel_all.shape[1] // 2, dims=1)
+    tot = dict(nll=0.0, shuf=0.0, correct=0.0, uni=0.0)
+    n = 0
+    K = model.dims.num_codes
+    for s in range(0, len(windows), batch_size):
+        codes = codes_all[s : s + batch_size].to(device)
+        ep = ep_all[s : s + batch_size].to(device)
+        for key, mel in (("nll", mel_all), ("shuf", mel_shuf)):
+            with _autocast(device):
+                logits = model(codes, mel[s : s + batch_size].to(device), ep)
+            flat = logits.reshape(-1, K).float()
+            target = codes.reshape(-1)
+            tot[key] += torch.nn.functional.cross_entropy(flat, target, reduction="sum").item()
+            if key == "nll":
+                tot["correct"] += (flat.argmax(-1) == target).sum().item()
+        heads = codes.shape[-1]
+        flat_codes = codes.reshape(-1, heads).cpu()
+        tot["uni"] += -sum(unigram[k][flat_codes[:, k]].sum().item() for k in range(heads))
+        n += codes.numel()
+    model.train(was_training)
+    return dict(
+        nll_bits_per_code=tot["nll"] / n / LN2,
+        nll_shuffled_audio_bits_per_code=tot["shuf"] / n / LN2,
+        unigram_entropy_bits=tot["uni"] / n,
+        code_accuracy=tot["correct"] / n,
+    )
+
+
+def evaluate_nll(model: Prior, clips: list[TokenClip], train_clips: list[TokenClip] | None = None,
+                 window: int | None = None, batch_size: int = 8) -> dict:
+    """Teacher-forced figures of a trained prior on token clips (e.g. the test split).
+
+    The unigram baseline comes from `train_clips` when given, else from `clips` themselves.
+    """
+    device = next(model.parameters()).device
+    d = model.dims
+    tensors = _to_tensors(clips, d.n_episodes)
+    unigram = unigram_log2p(_to_tensors(train_clips, d.n_episodes) if train_clips else tensors, d.code_heads,
+                            d.num_codes)
+    return evaluate(model, eval_windows(tensors, window or d.context_frames), batch_size, device, unigram)
+
+
+# ---------------------------------------------------------------- plumbing
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _setup_distributed() -> tuple[int, int, torch.device, bool]:
+    """(rank, world_size, device, initialised_here)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world <= 1:
+        return 0, 1, torch.device("cuda" if cuda else "cpu"), False
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    init_here = not dist.is_initialized()
+    if init_here:
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(local)
+    return dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if cuda else "cpu"), init_here
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+def _make_optimizer(model: torch.nn.Module, cfg: dict, device: torch.device) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n and "episode" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n and "episode" not in n)]
+    groups = [dict(params=decay, weight_decay=cfg["weight_decay"]), dict(params=rest, weight_decay=0.0)]
+    try:
+        return torch.optim.AdamW(groups, lr=cfg["lr"], betas=(0.9, 0.95), fused=True)
+    except (RuntimeError, TypeError) as exc:  # fused not supported on this device/build
+        log.info("fused AdamW unavailable (%s); using the default implementation", exc)
+        return torch.optim.AdamW(groups, lr=cfg["lr"], betas=(0.9, 0.95))
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to min_ratio at `total`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _step_seed(seed: int, rank: int, step: int) -> list[int]:
+    return [int(seed), int(rank), int(step)]
+
+
+# ---------------------------------------------------------------- entry point
+def train_prior(
+    cfg: dict,
+    token_dir: Path,
+    ckpt_dir: Path,
+    report_dir: Path,
+    episode_ids: list[str],
+    *,
+    stop_after: int | None = None,
+) -> dict:
+    """Train (or resume) the prior; return nested metrics {"val": {...}, "train": {...}}.
+
+    `stop_after` ends this run after that global step without the final export (it
+    simulates an interruption for tests)."""
+    cfg = {**DEFAULTS, **cfg}
+    token_dir, ckpt_dir, report_dir = Path(token_dir), Path(ckpt_dir), Path(report_dir)
+    t_begin = time.time()
+    train_paths, val_paths = token_paths(token_dir, "train"), token_paths(token_dir, "val")
+    if not train_paths:
+        raise FileNotFoundError(f"no train token shards (train-*.tar) in {token_dir}")
+    clips = load_token_clips(train_paths), load_token_clips(val_paths)
+    rank, world, device, init_here = _setup_distributed()
+    try:
+        return _train(cfg, (train_paths, val_paths), clips, ckpt_dir, report_dir, list(episode_ids),
+                      rank, world, device, stop_after, t_begin, token_dir)
+    finally:
+        if init_here:
+            dist.destroy_process_group()
+
+
+def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, device, stop_after, t_begin, token_dir) -> dict:
+    train_paths, val_paths = paths
+    train_clips_raw, val_clips_raw = clips
+    if not train_clips_raw:
+        raise ValueError(f"train token shards in {token_dir} hold no clips")
+    first = train_clips_raw[0]
+    grid_h, grid_w, code_heads = (int(v) for v in first.codes.shape[1:])
+    num_codes = _num_codes(train_clips_raw + val_clips_raw)
+    timing = Timing(int(first.meta.get("fps", 25)), int(first.meta.get("sample_rate", 16000)))
+    n_mels = int(first.mel.shape[1])
+    n_episodes = len(episode_ids)
+    dims = PriorDims(
+        **{k: cfg[k] for k in DIMS_KEYS},
+        grid_h=grid_h, grid_w=grid_w, code_heads=code_heads, num_codes=num_codes,
+        n_episodes=n_episodes, n_mels=n_mels,
+    )
+    train_clips, val_clips = _to_tensors(train_clips_raw, n_episodes), _to_tensors(val_clips_raw, n_episodes)
+    del train_clips_raw, val_clips_raw
+
+    fp = fingerprint(
+        "prior",
+        {k: v for k, v in sorted(cfg.items()) if k not in RESUME_NEUTRAL_KEYS},
+        episode_ids,
+        files_fingerprint(train_paths + val_paths),
+    )
+    steps = int(cfg["steps"])
+    seed = int(cfg["seed"])
+
+    torch.manual_seed(seed)
+    model = Prior(dims).to(device)
+    optimizer = _make_optimizer(model, cfg, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, steps, int(cfg["warmup_steps"]), float(cfg["min_lr_ratio"]))
+    )
+    last_path = ckpt_dir / "last.pt"
+    ckpt = load_for_resume(last_path, fp)
+    step = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        step = int(ckpt["step"])
+        log.info("resuming prior from %s at step %d", last_path, step)
+    else:
+        log.info("no matching prior checkpoint at %s: starting fresh", last_path)
+    del ckpt
+    resumed = step > 0
+
+    ddp = model
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    live = None
+    if rank == 0:
+        from dvclive import Live
+
+        report_dir.mkdir(parents=True, exist_ok=True)
+        live = Live(str(report_dir), dvcyaml=False, save_dvc_exp=False, resume=resumed)
+        live.step = step
+        log.info(
+            "prior: %.2fM parameters, %d train / %d val clips, grid %dx%dx%d, %d codes, %d episodes, device %s, world %d",
+            sum(p.numel() for p in model.parameters()) / 1e6, len(train_clips), len(val_clips),
+            grid_h, grid_w, code_heads, num_codes, n_episodes, device, world,
+        )
+
+    def save_last() -> None:
+        if rank == 0:
+            save_checkpoint(last_path, dict(
+                model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                step=step, rng=rng_state(), fingerprint=fp, dims=dims.to_dict(),
+            ))
+        _barrier(world)
+
+    model.train()
+    t_loop = time.time()
+    start_step = step
+    frames_seen = 0
+    bar = tqdm(total=steps, initial=step, desc="train_prior", disable=rank != 0, dynamic_ncols=True)
+    acc_loss, acc_correct, acc_n, acc_steps = 0.0, 0.0, 0, 0
+    while step < steps:
+        rng = np.random.default_rng(_step_seed(seed, rank, step))
+        codes, mel, ep = sample_batch(train_clips, int(cfg["batch_size"]), int(cfg["window_frames"]), rng)
+        codes, mel, ep = codes.to(device), mel.to(device), ep.to(device)
+        gen = torch.Generator(device=device).manual_seed(int(rng.integers(0, 2**62)))
+        with _autocast(device):
+            logits = ddp(
+                codes, mel, ep,
+                prev_frame_dropout=float(cfg["prev_frame_dropout"]), code_noise=float(cfg["code_noise"]),
+                episode_dropout=float(cfg["episode_dropout"]), generator=gen,
+            )
+        loss = model.loss(logits, codes)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg["grad_clip"] and cfg["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        frames_seen += codes.shape[0] * codes.shape[1] * world
+
+        acc_loss += loss.item()
+        acc_steps += 1
+        with torch.no_grad():
+            acc_correct += (logits.argmax(-1) == codes).sum().item()
+            acc_n += codes.numel()
+        if rank == 0:
+            bar.update(1)
+            if step % int(cfg["log_every"]) == 0 or step == steps:
+                mean_loss = acc_loss / acc_steps
+                live.step = step
+                live.log_metric("train/loss", mean_loss)
+                live.log_metric("train/nll_bits_per_code", mean_loss / LN2)
+                live.log_metric("train/code_accuracy", acc_correct / acc_n)
+                live.log_metric("train/lr", scheduler.get_last_lr()[0])
+                live.log_metric("train/wall_s", time.time() - t_begin, plot=False)
+                live.next_step()
+                bar.set_postfix(bits=f"{mean_loss / LN2:.3f}", acc=f"{acc_correct / acc_n:.3f}")
+                acc_loss, acc_correct, acc_n, acc_steps = 0.0, 0.0, 0, 0
+        if step % int(cfg["checkpoint_every"]) == 0 or step == steps:
+            save_last()
+        if stop_after is not None and step >= stop_after and step < steps:
+            bar.close()
+            if live is not None:
+                live.end()
+            log.info("prior: stopping early at step %d (stop_after)", step)
+            return {"train": {"steps": step}}
+    bar.close()
+    train_s = time.time() - t_loop
+
+    metrics: dict = {}
+    if rank == 0:
+        save_checkpoint(ckpt_dir / "prior.pt", dict(
+            dims=dims.to_dict(), state_dict=model.state_dict(), episode_ids=list(episode_ids),
+            timing=dict(fps=timing.fps, sample_rate=timing.sample_rate), fingerprint=fp, step=step,
+        ))
+        unigram = unigram_log2p(train_clips, code_heads, num_codes)
+        windows = eval_windows(val_clips, int(cfg["window_frames"]))
+        val = evaluate(model, windows, int(cfg["batch_size"]), device, unigram)
+        if not windows:
+            log.warning("no val clips: val metrics are NaN")
+        wall = time.time() - t_begin
+        metrics = {
+            "val": val,
+            "train": {
+                "steps": step,
+                "wall_s": wall,
+                "frames_per_s": frames_seen / train_s if train_s > 0 and frames_seen else 0.0,
+                "s_per_step": train_s / (step - start_step) if step > start_step else 0.0,
+            },
+        }
+        live.step = step
+        for k, v in val.items():
+            live.log_metric(f"val/{k}", v, plot=False)
+        live.log_metric("train/wall_s", wall, plot=False)
+        live.end()
+        log.info(
+            "prior: %d steps, val %.3f bits/code (shuffled audio %.3f, unigram %.3f), accuracy %.3f, %.0f s",
+            step, val["nll_bits_per_code"], val["nll_shuffled_audio_bits_per_code"], val["unigram_entropy_bits"],
+            val["code_accuracy"], wall,
+        )
+    _barrier(world)
+    return metrics

@@ -1,0 +1,128 @@
+"""train_prior on synthetic token shards whose codes are a function of the audio."""
+import logging
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+
+from nwt.data.tokens import token_sample
+from nwt.models.prior_io import load_prior
+from nwt.train.prior import train_prior
+
+torch.set_num_threads(1)
+
+N_MELS_TEST, STATES, NUM_CODES = 8, 4, 8
+EPISODES = ["ep0", "ep1"]
+TINY_CFG = dict(
+    seed=0, layers=1, dim=32, heads=2, audio_layers=1, audio_window=1, context_frames=8, code_dim=4,
+    spatial_dim=8, window_frames=8, steps=8, batch_size=8, lr=3e-3, warmup_steps=2, checkpoint_every=2,
+    log_every=2, prev_frame_dropout=0.3, code_noise=0.05, episode_dropout=0.1,
+)
+
+
+def synth_clip(rng: np.random.Generator, frames: int):
+    """Each frame has a random 'state' (i.i.d., so the previous frame says nothing about it);
+    the state lights one pair of mel bands, and fixes every code of the frame."""
+    states = rng.integers(0, STATES, frames)
+    mel = rng.normal(0, 0.1, (frames * 4, N_MELS_TEST)).astype(np.float32)
+    for t, s in enumerate(states):
+        mel[4 * t : 4 * t + 4, 2 * s : 2 * s + 2] += 1.0
+    pos = np.arange(2 * 2 * 2).reshape(2, 2, 2)  # (H', W', heads)
+    codes = ((states[:, None, None, None] * 2 + pos) % NUM_CODES).astype(np.uint16)  # (T, 2, 2, 2)
+    return codes, mel
+
+
+def write_tokens(token_dir, clips_per_split=dict(train=12, val=4), frames=24, seed=0):
+    rng = np.random.default_rng(seed)
+    token_dir.mkdir(parents=True, exist_ok=True)
+    for split, n in clips_per_split.items():
+        with wds.TarWriter(str(token_dir / f"{split}-000000.tar")) as sink:
+            for i in range(n):
+                codes, mel = synth_clip(rng, frames)
+                ep = i % len(EPISODES)
+                meta = dict(episode_id=EPISODES[ep], episode_index=ep, fps=25, sample_rate=16000, split=split,
+                            num_codes=NUM_CODES)
+                sink.write(token_sample(f"{split}_{i:03d}", codes, mel, meta))
+    return token_dir
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory):
+    return write_tokens(tmp_path_factory.mktemp("tokens"))
+
+
+def run(tokens, root, **kw):
+    cfg = {**TINY_CFG, **{k: v for k, v in kw.items() if k != "stop_after"}}
+    return train_prior(cfg, tokens, root / "ckpt", root / "report", EPISODES, stop_after=kw.get("stop_after"))
+
+
+def test_learns_to_listen(tokens, tmp_path):
+    m = run(tokens, tmp_path, steps=150, checkpoint_every=150, log_every=25, prev_frame_dropout=0.0)
+    val = m["val"]
+    assert m["train"]["steps"] == 150 and m["train"]["frames_per_s"] > 0 and m["train"]["wall_s"] > 0
+    assert 1.5 < val["unigram_entropy_bits"] < 2.1  # 4 equiprobable states per code
+    assert val["nll_bits_per_code"] < 0.5 * val["unigram_entropy_bits"], val
+    assert val["nll_shuffled_audio_bits_per_code"] > val["nll_bits_per_code"] + 0.5, val
+    assert val["code_accuracy"] > 0.8, val
+    # the exported prior rebuilds from the file alone and samples what the audio says
+    model, meta = load_prior(tmp_path / "ckpt" / "prior.pt", "cpu")
+    assert meta["episode_ids"] == EPISODES and meta["step"] == 150 and meta["timing"]["fps"] == 25
+    codes, mel = synth_clip(np.random.default_rng(9), 10)
+    sampled = model.sample(torch.from_numpy(mel), 0, top_k=1, seed=0)
+    assert sampled.shape == (10, 2, 2, 2)
+    assert (sampled.numpy() == codes).mean() > 0.8
+    assert (tmp_path / "report" / "metrics.json").exists()  # dvclive wrote its logs
+
+
+def test_resume_extends_and_interruption_is_exact(tokens, tmp_path):
+    assert run(tokens, tmp_path / "a", steps=4)["train"]["steps"] == 4
+    assert run(tokens, tmp_path / "a", steps=8)["train"]["steps"] == 8  # resumes at 4, ends at 8
+    straight = run(tokens, tmp_path / "b", steps=8)
+    assert straight["train"]["steps"] == 8
+    # interrupted after step 4 (checkpoint at 4), then rerun: same weights as the straight run
+    assert run(tokens, tmp_path / "c", steps=8, stop_after=4)["train"]["steps"] == 4
+    assert not (tmp_path / "c" / "ckpt" / "prior.pt").exists()
+    resumed = run(tokens, tmp_path / "c", steps=8)
+    assert resumed["train"]["steps"] == 8
+    sb = torch.load(tmp_path / "b" / "ckpt" / "prior.pt", weights_only=True)
+    sc = torch.load(tmp_path / "c" / "ckpt" / "prior.pt", weights_only=True)
+    assert sb["fingerprint"] == sc["fingerprint"] and sc["step"] == 8
+    for k in sb["state_dict"]:
+        assert torch.equal(sb["state_dict"][k], sc["state_dict"][k]), k
+    assert resumed["val"] == straight["val"]
+
+
+def test_fingerprint_change_starts_fresh(tokens, tmp_path, caplog):
+    run(tokens, tmp_path, steps=2)
+    caplog.set_level(logging.INFO, logger="nwt")
+    out = run(tokens, tmp_path, steps=4)
+    assert "resuming" in caplog.text and out["train"]["steps"] == 4
+    caplog.clear()
+    out = run(tokens, tmp_path, steps=4, layers=2)
+    assert "starting fresh" in caplog.text
+    assert out["train"]["steps"] == 4
+    ckpt = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)
+    assert ckpt["dims"]["layers"] == 2 and ckpt["step"] == 4
+
+
+def _ddp_worker(rank, world, port, tokens, root):
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    out = run(tokens, root, steps=2)
+    if rank == 0:
+        assert out["train"]["steps"] == 2
+    else:
+        assert out == {}
+
+
+def test_ddp_gloo_two_processes(tokens, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, tokens, tmp_path), nprocs=2, join=True)
+    ckpt = torch.load(tmp_path / "ckpt" / "prior.pt", weights_only=True)
+    assert ckpt["step"] == 2
