@@ -1,12 +1,15 @@
-"""Stage `train_dvae`: dVAE-Adv with Memcodes on the shards → models/dvae/ (resumable)."""
+"""Stage `train_dvae`: dVAE-Adv with Memcodes on the shards → models/dvae/ (resumable),
+then the dVAE's rate–distortion point beside libx264 on the val clips (nwt.eval.codec)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from nwt.params import load_params, section
+from nwt.data.shards import shard_paths
+from nwt.eval.codec import rd_against_dvae
+from nwt.params import load_params, section, timing
 from nwt.stage import DATA, REPORTS, stage
-from nwt.train.dvae import train_dvae
+from nwt.train.dvae import DEFAULTS, train_dvae
 
 
 def main() -> None:
@@ -17,6 +20,11 @@ def main() -> None:
         result = train_dvae(cfg, DATA / "shards", Path("models/dvae"), REPORTS / "train_dvae",
                             episode_ids=episodes["episode_ids"], unseen_ids=episodes["unseen_episodes"])
         metrics.update(result)
+        # x264 (inter and intra-only) on the same val clips and frame stride as val.psnr_db
+        metrics.update(rd_against_dvae(
+            shard_paths(DATA / "shards", "val"), result, REPORTS / "train_dvae" / "rd_x264.json",
+            fps=timing(params).fps, eval_stride={**DEFAULTS, **cfg}["val_frame_stride"],
+        ))
 
 
 if __name__ == "__main__":
