@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from nwt.data.shards import iter_clips, shard_paths
 from nwt.data.tokens import load_token_clips, token_paths
+from nwt.eval.lipsync import load_scorer, lse_scores
 from nwt.eval.metrics import mouth_audio_corr, psnr_db
 from nwt.generate import Generator, add_mark
 from nwt.models.dvae_io import decode_codes, encode_frames
@@ -18,6 +19,9 @@ from nwt.stage import DATA, REPORTS, stage
 from nwt.train.prior import evaluate_nll
 
 SAMPLES = REPORTS / "evaluate" / "samples"
+SYNC = "models/sync/sync.pt"
+SOURCES = ("gt", "recon", "gen")
+LSE_KEYS = ("lse_d", "lse_c", "av_offset_frames")
 
 
 def main() -> None:
@@ -29,7 +33,11 @@ def main() -> None:
         if SAMPLES.exists():
             shutil.rmtree(SAMPLES)
         SAMPLES.mkdir(parents=True)
-        corr = {"gt": [], "recon": [], "gen": []}
+        scorers = {"": load_scorer(SYNC)[0]}
+        if cfg.get("syncnet_weights"):
+            scorers["official_"] = load_scorer(cfg["syncnet_weights"])[0]
+        corr = {s: [] for s in SOURCES}
+        lse = {(prefix, s, k): [] for prefix in scorers for s in SOURCES for k in LSE_KEYS}
         recon_psnr, gen_seconds, gen_wall = [], 0.0, 0.0
         clips = list(iter_clips(shard_paths(DATA / "shards", "test")))
         if not clips:
@@ -47,6 +55,12 @@ def main() -> None:
             corr["gt"].append(mouth_audio_corr(clip.frames, clip.audio, spf))
             corr["recon"].append(mouth_audio_corr(recon, clip.audio, spf))
             corr["gen"].append(mouth_audio_corr(result.frames[:t], clip.audio[: t * spf], spf))
+            videos = {"gt": clip.frames[:t], "recon": recon[:t], "gen": result.frames[:t]}
+            for prefix, scorer in scorers.items():
+                for source, frames in videos.items():
+                    scores = lse_scores(scorer, frames, clip.audio[: t * spf], gen.timing)
+                    for k in LSE_KEYS:
+                        lse[(prefix, source, k)].append(float(scores[k]))
             if n < int(cfg["samples"]):
                 side = np.concatenate([clip.frames[:t], recon[:t], add_mark(result.frames[:t])], axis=2)
                 write_video(SAMPLES / f"{clip.key}.mp4", side, gen.timing.fps, clip.audio[: t * spf],
@@ -56,11 +70,17 @@ def main() -> None:
         nll = evaluate_nll(gen.prior, test_tokens, train_tokens) if test_tokens else {}
         for source, values in corr.items():
             metrics[source] = dict(mouth_audio_corr=round(float(np.mean(values)), 4))
+        for (prefix, source, k), values in lse.items():
+            # av_offset: mean absolute offset (frames) — 0 is in sync
+            value = np.mean(np.abs(values)) if k == "av_offset_frames" else np.mean(values)
+            metrics[source][prefix + k] = round(float(value), 4)
         metrics["recon"]["psnr_db"] = round(float(np.mean(recon_psnr)), 3)
         metrics["gen"]["test_nll_bits_per_code"] = round(float(nll.get("nll_bits_per_code", float("nan"))), 4)
         gt_corr = metrics["gt"]["mouth_audio_corr"]
-        metrics["gen_vs_gt"] = dict(mouth_audio_corr_ratio=round(metrics["gen"]["mouth_audio_corr"] / gt_corr, 4)
-                                    if abs(gt_corr) > 1e-6 else 0.0)
+        metrics["gen_vs_gt"] = dict(
+            mouth_audio_corr_ratio=round(metrics["gen"]["mouth_audio_corr"] / gt_corr, 4) if abs(gt_corr) > 1e-6 else 0.0,
+            lse_c_ratio=round(metrics["gen"]["lse_c"] / metrics["gt"]["lse_c"], 4) if metrics["gt"]["lse_c"] > 1e-6 else 0.0,
+            lse_d_ratio=round(metrics["gen"]["lse_d"] / metrics["gt"]["lse_d"], 4) if metrics["gt"]["lse_d"] > 1e-6 else 0.0)
         metrics["rtf"] = round(gen_seconds / max(gen_wall, 1e-9), 3)
         metrics["test_clips"] = len(clips)
 

@@ -52,7 +52,8 @@ def pipeline_repo(tmp_path_factory) -> Path:
 
 def test_every_item_is_accounted_for(pipeline_repo):
     data = pipeline_repo / "data"
-    ledgers = {s: pd.read_parquet(data / s / "ledger.parquet") for s in ("download", "shots", "faces", "segment", "shard")}
+    stages = ("download", "shots", "faces", "segment", "shard")
+    ledgers = {s: pd.read_parquet(data / s / "ledger.parquet") for s in stages}
     for stage, ledger in ledgers.items():
         assert set(ledger.status) <= {"kept", "rejected"}, stage
         assert ledger.item.is_unique, stage
@@ -80,7 +81,8 @@ def test_metrics_cover_every_stage(pipeline_repo):
     out = _run(["dvc", "metrics", "show", "--json"], pipeline_repo)
     flat = json.dumps(json.loads(out[out.index("{"):]))
     for key in ("episodes_kept", "cut_recall", "face_detection_rate", "clip_hours", "clips_train", "psnr_db",
-                "perplexity", "nll_bits_per_code", "mouth_audio_corr", "rtf"):
+                "perplexity", "nll_bits_per_code", "mouth_audio_corr", "rtf", "lse_c", "lse_d", "lse_c_ratio",
+                "offset_recovery_rate"):
         assert f'"{key}"' in flat, key
 
 

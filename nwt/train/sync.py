@@ -1,0 +1,454 @@
+"""Train the sync expert (nwt.models.sync_expert) on the train split, resumably.
+
+Data: every train clip's mouth crops (grey, `height`×`width`: 1.3 KB a frame at 32×40, ≈120 MB
+per hour of video) and log-mel are held in memory; the clips are decoded once, one at a time.
+
+Objective: symmetric InfoNCE over a batch of 5-frame windows. A batch is `batch_size //
+anchors_per_clip` groups; a group is `anchors_per_clip` windows of one clip spaced `min_offset`
+to `min_offset + spacing_jitter` frames apart. Every video window is scored (cosine ×
+`logit_scale`) against every audio window of the batch and vice versa; the true partner is the
+in-sync one, the others are the same clip's audio shifted by ≥ `min_offset` frames (hard
+negatives: same look, same voice) and other clips' audio. Pairs of the same clip closer than
+`min_offset` frames are masked out. Each step draws its batch from a generator seeded by
+(seed, step), so a resumed run computes the same steps as an uninterrupted one.
+
+Metrics (all on windows of 5 frames, distances as LSE uses them):
+- `{split}.accuracy`: balanced binary accuracy at telling the in-sync audio window from one
+  shifted by a random k with min_offset ≤ |k| ≤ 15 frames (same clip), one pair of each per
+  window; the distance threshold is the one that maximises the same accuracy on train clips.
+- `{split}.offset_recovery_rate`: each clip's audio advanced by k frames, k in ±1 … ±10: the
+  share of (clip, k) whose syncnet AV offset (nwt.eval.lipsync) is within ±1 frame of k.
+- `{split}.accuracy_speech`: the same on the pairs whose anchor window holds speech (loudest
+  frame within 30 dB of the clip's loudest). A closed mouth over silence matches silence shifted
+  by any offset equally well, so pairs of two silent windows cannot be told apart by anyone;
+  `speech_share` says how many pairs are left.
+- `{split}.lse_d`, `{split}.lse_c`: mean over the split's (unshifted) clips.
+Splits: val (the issue's figures), test and unseen (whole held-out episodes) when present.
+
+Resume (DESIGN.md): every `checkpoint_every` steps `ckpt_dir/last.pt` holds model, optimizer,
+scheduler, step, RNG states and a fingerprint of the params (all but `steps`,
+`checkpoint_every`, `log_every`) and the train shards. The result is `ckpt_dir/sync.pt` =
+{dims, state_dict, fingerprint, step, timing} (torch.load(weights_only=True); see
+nwt.models.sync_expert.load_sync_expert).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from nwt.constants import Timing
+from nwt.data.shards import iter_clips, shard_paths
+from nwt.eval.metrics import frame_loudness
+from nwt.eval.lipsync import VSHIFT, embed_windows, lse_from_embeddings, shifted_lse
+from nwt.models.sync_expert import SyncDims, SyncExpert, mouth_crops
+from nwt.models.audio_features import log_mel
+from nwt.train.checkpoint import (
+    files_fingerprint,
+    fingerprint,
+    load_for_resume,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+
+log = logging.getLogger(__name__)
+
+# defaults for keys missing from cfg (params.yaml `train_sync` is the source of truth)
+DEFAULTS = dict(
+    seed=0,
+    steps=250,
+    batch_size=64,
+    anchors_per_clip=8,
+    lr=2e-3,
+    warmup_steps=20,
+    min_lr_ratio=0.05,
+    weight_decay=1e-4,
+    grad_clip=1.0,
+    logit_scale=10.0,
+    bce_weight=0.0,
+    min_offset=5,
+    spacing_jitter=3,
+    max_offset=VSHIFT,
+    shift_range=10,
+    recover_tolerance=1,
+    channels=16,
+    audio_channels=64,
+    embed_dim=64,
+    dropout=0.1,
+    height=32,
+    width=40,
+    aug_shift_px=0,
+    aug_brightness=0.0,
+    aug_contrast=0.0,
+    aug_audio_gain=0.25,
+    aug_freq_mask=16,
+    checkpoint_every=50,
+    log_every=10,
+    eval_batch_size=128,
+)
+RESUME_NEUTRAL_KEYS = ("steps", "checkpoint_every", "log_every", "eval_batch_size", "shift_range", "recover_tolerance")
+DIMS_KEYS = ("channels", "audio_channels", "embed_dim", "dropout", "height", "width")
+EVAL_SPLITS = ("val", "test", "unseen")
+SPEECH_RANGE_DB = 30.0  # a window "has speech" if its loudest frame is within this of the clip's loudest
+
+
+@dataclass
+class SyncClip:
+    key: str
+    mouth: torch.Tensor  # (T, height + 2·margin, width + 2·margin) uint8 grey
+    mel: torch.Tensor  # (4T, n_mels) float32
+    loudness: np.ndarray  # (T,) log10 RMS per video frame (speech activity for the metrics)
+
+    @property
+    def windows(self) -> int:
+        return int(self.mouth.shape[0]) - 4  # 5-frame windows (window = 5 checked in _load)
+
+
+def _load(paths: list[str], dims: SyncDims, timing: Timing, margin: int = 0) -> list[SyncClip]:
+    out = []
+    for clip in iter_clips(paths):
+        t = min(len(clip.frames), len(clip.audio) // timing.samples_per_frame)
+        if t < dims.window + 1:
+            log.warning("clip %s has %d frames: too short for a sync window, skipped", clip.key, t)
+            continue
+        mel = log_mel(clip.audio[: t * timing.samples_per_frame], timing)
+        loud = frame_loudness(clip.audio, timing.samples_per_frame, t)
+        out.append(SyncClip(clip.key, torch.from_numpy(mouth_crops(clip.frames[:t], dims, margin)), mel, loud))
+    return out
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def sample_batch(clips: list[SyncClip], cfg: dict, rng: np.random.Generator, dims: SyncDims):
+    """→ video (B, 5, h, w) float 0–255, audio (B, 20, n_mels), clip index (B,), window start (B,).
+
+    Augmentation (per window, from `rng`): the mouth box shifted by up to ±aug_shift_px (the
+    train crops carry that margin), grey levels scaled by 1 ± aug_contrast about mid-grey and
+    offset by ± aug_brightness × 255; the log-mel offset by ± aug_audio_gain (0.25 = 10 dB)
+    and up to aug_freq_mask adjacent mel bins set to the window's mean."""
+    groups = max(1, int(cfg["batch_size"]) // int(cfg["anchors_per_clip"]))
+    lengths = np.array([c.windows for c in clips], np.float64)
+    mpf, w = dims.mels_per_frame, dims.window
+    m = int(cfg["aug_shift_px"])
+    video, audio, cid, start = [], [], [], []
+    for ci in rng.choice(len(clips), size=groups, p=lengths / lengths.sum()):
+        c = clips[ci]
+        spacing = int(cfg["min_offset"]) + int(rng.integers(0, int(cfg["spacing_jitter"]) + 1))
+        n = min(int(cfg["anchors_per_clip"]), (c.windows - 1) // spacing + 1)
+        t0 = int(rng.integers(0, c.windows - (n - 1) * spacing))
+        for j in range(n):
+            t = t0 + j * spacing
+            dy, dx = (int(v) for v in rng.integers(0, 2 * m + 1, 2))
+            video.append(c.mouth[t : t + w, dy : dy + dims.height, dx : dx + dims.width])
+            audio.append(c.mel[t * mpf : (t + w) * mpf])
+            cid.append(ci)
+            start.append(t)
+    video = torch.stack(video).float()  # (B, 5, h, w)
+    audio = torch.stack(audio).clone()  # (B, 20, n_mels)
+    b = video.shape[0]
+    contrast = 1 + float(cfg["aug_contrast"]) * rng.uniform(-1, 1, b)
+    bright = 255 * float(cfg["aug_brightness"]) * rng.uniform(-1, 1, b)
+    video = ((video - 127.5) * torch.tensor(contrast, dtype=torch.float32)[:, None, None, None]
+             + 127.5 + torch.tensor(bright, dtype=torch.float32)[:, None, None, None]).clamp(0, 255)
+    audio += torch.tensor(float(cfg["aug_audio_gain"]) * rng.uniform(-1, 1, b), dtype=torch.float32)[:, None, None]
+    fm = int(cfg["aug_freq_mask"])
+    if fm > 0:
+        widths = rng.integers(0, fm + 1, b)
+        lows = rng.integers(0, audio.shape[2] - widths + 1)
+        for i in range(b):
+            if widths[i]:
+                audio[i, :, lows[i] : lows[i] + widths[i]] = audio[i].mean()
+    return video, audio, torch.tensor(cid), torch.tensor(start)
+
+
+def contrastive_loss(ev: torch.Tensor, ea: torch.Tensor, cid: torch.Tensor, start: torch.Tensor,
+                     logit_scale: float, min_offset: int, bce_weight: float = 0.0,
+                     bce_bias: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """Symmetric InfoNCE; same-clip pairs closer than min_offset (other than the diagonal) masked.
+    With bce_weight > 0, plus SyncNet-style binary cross-entropy on sigmoid(scale·cos + bias):
+    the in-sync pairs against the same clip's shifted pairs (class-balanced)."""
+    cos = ev @ ea.T  # (B, B)
+    same = cid[:, None] == cid[None]
+    near = (start[:, None] - start[None]).abs() < min_offset
+    eye = torch.eye(len(cid), dtype=torch.bool)
+    logits = (logit_scale * cos).masked_fill(same & near & ~eye, float("-inf"))
+    target = torch.arange(len(cid))
+    loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    if bce_weight > 0:
+        z = logit_scale * cos + (bce_bias if bce_bias is not None else 0.0)
+        neg = same & ~near
+        pos_loss = F.softplus(-z[eye]).mean()
+        neg_loss = F.softplus(z[neg]).mean() if bool(neg.any()) else z.new_zeros(())
+        loss = loss + bce_weight * 0.5 * (pos_loss + neg_loss)
+    acc = (logits.argmax(1) == target).float().mean().item()
+    return loss, acc
+
+
+# ---------------------------------------------------------------- evaluation
+@torch.no_grad()
+def clip_window_embeddings(model: SyncExpert, clip: SyncClip, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every full window's video and audio embeddings, (W, D) each."""
+    d = model.dims
+    v = embed_windows(model.forward_video, clip.mouth, clip.windows, d.window, 1, batch_size)
+    a = embed_windows(model.forward_audio, clip.mel, clip.windows, d.window * d.mels_per_frame, d.mels_per_frame, batch_size)
+    return v, a
+
+
+def speech_windows(loudness: np.ndarray, n: int, window: int = 5) -> np.ndarray:
+    """(n,) bool: window t's loudest frame is within SPEECH_RANGE_DB of the clip's loudest frame."""
+    peak = np.array([loudness[t : t + window].max() for t in range(n)])
+    return peak >= loudness.max() - SPEECH_RANGE_DB / 20.0
+
+
+def pair_distances(v: torch.Tensor, a: torch.Tensor, rng: np.random.Generator, min_offset: int, max_offset: int):
+    """In-sync and off-sync (min_offset ≤ |k| ≤ max_offset, same clip) distances, one each per window
+    that has an off-sync partner inside the clip → (pos (N,), neg (N,), window index (N,))."""
+    n = v.shape[0]
+    pos, neg, idx = [], [], []
+    mags = np.arange(min_offset, max_offset + 1)
+    for t in range(n):
+        cands = [t + s * m for m in mags for s in (-1, 1) if 0 <= t + s * m < n]
+        if not cands:
+            continue
+        u = cands[int(rng.integers(0, len(cands)))]
+        pos.append(float((v[t] - a[t]).norm()))
+        neg.append(float((v[t] - a[u]).norm()))
+        idx.append(t)
+    return np.array(pos), np.array(neg), np.array(idx, np.int64)
+
+
+def best_threshold(pos: np.ndarray, neg: np.ndarray) -> float:
+    """The distance threshold (in-sync below it) with the best balanced accuracy."""
+    cands = np.unique(np.concatenate([pos, neg]))
+    if len(cands) == 0:
+        return 1.0
+    mids = np.concatenate([[cands[0] - 1e-6], (cands[:-1] + cands[1:]) / 2, [cands[-1] + 1e-6]])
+    pos_s, neg_s = np.sort(pos), np.sort(neg)
+    acc = 0.5 * (np.searchsorted(pos_s, mids) / max(1, len(pos)) + 1 - np.searchsorted(neg_s, mids) / max(1, len(neg)))
+    return float(mids[int(np.argmax(acc))])
+
+
+def balanced_accuracy(pos: np.ndarray, neg: np.ndarray, threshold: float) -> float:
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    return float(0.5 * ((pos < threshold).mean() + (neg >= threshold).mean()))
+
+
+@torch.no_grad()
+def evaluate_split(model: SyncExpert, clips: list[SyncClip], threshold: float, cfg: dict, seed: int) -> dict:
+    rng = np.random.default_rng([seed, 12345])
+    pos_all, neg_all, speech_all, rec, exact, lse_d, lse_c, offs = [], [], [], [], [], [], [], []
+    shifts = [k for k in range(-int(cfg["shift_range"]), int(cfg["shift_range"]) + 1) if k != 0]
+    tol = int(cfg["recover_tolerance"])
+    for clip in clips:
+        v, a = clip_window_embeddings(model, clip, int(cfg["eval_batch_size"]))
+        pos, neg, idx = pair_distances(v, a, rng, int(cfg["min_offset"]), int(cfg["max_offset"]))
+        pos_all.append(pos)
+        neg_all.append(neg)
+        speech_all.append(speech_windows(clip.loudness, v.shape[0])[idx])
+        base = lse_from_embeddings(v[:-1], a[:-1], VSHIFT)  # windows 0 … T − 6, as syncnet_python
+        lse_d.append(base["lse_d"])
+        lse_c.append(base["lse_c"])
+        offs.append(base["av_offset_frames"])
+        for k in shifts:
+            if v.shape[0] - abs(k) - 1 < 1:
+                continue
+            got = shifted_lse(v, a, k, VSHIFT)["av_offset_frames"]
+            rec.append(abs(got - k) <= tol)
+            exact.append(got == k)
+    pos, neg = np.concatenate(pos_all or [np.zeros(0)]), np.concatenate(neg_all or [np.zeros(0)])
+    speech = np.concatenate(speech_all or [np.zeros(0, bool)])
+    nan = float("nan")
+    return dict(
+        accuracy=balanced_accuracy(pos, neg, threshold),
+        accuracy_speech=balanced_accuracy(pos[speech], neg[speech], threshold),
+        speech_share=float(speech.mean()) if len(speech) else nan,
+        offset_recovery_rate=float(np.mean(rec)) if rec else nan,
+        offset_exact_rate=float(np.mean(exact)) if exact else nan,
+        in_sync_offset_rate=float(np.mean(np.abs(offs) <= tol)) if offs else nan,
+        lse_d=float(np.mean(lse_d)) if lse_d else nan,
+        lse_c=float(np.mean(lse_c)) if lse_c else nan,
+        clips=len(clips),
+        pairs=int(len(pos)),
+        shift_trials=len(rec),
+    )
+
+
+@torch.no_grad()
+def train_threshold(model: SyncExpert, clips: list[SyncClip], cfg: dict, seed: int) -> tuple[float, float]:
+    rng = np.random.default_rng([seed, 54321])
+    pos_all, neg_all = [], []
+    for clip in clips:
+        v, a = clip_window_embeddings(model, clip, int(cfg["eval_batch_size"]))
+        pos, neg, _ = pair_distances(v, a, rng, int(cfg["min_offset"]), int(cfg["max_offset"]))
+        pos_all.append(pos)
+        neg_all.append(neg)
+    pos, neg = np.concatenate(pos_all), np.concatenate(neg_all)
+    thr = best_threshold(pos, neg)
+    return thr, balanced_accuracy(pos, neg, thr)
+
+
+# ---------------------------------------------------------------- entry point
+def train_sync(cfg: dict, shard_dir: Path, ckpt_dir: Path, report_dir: Path, *, stop_after: int | None = None) -> dict:
+    """Train (or resume) the sync expert on `shard_dir`'s train split; write `ckpt_dir/sync.pt`;
+    return {"val": {accuracy, offset_recovery_rate, …}, "test": …, "unseen": …, "train": {steps,
+    wall_s, accuracy, threshold, …}}. `stop_after` ends the run after that step without export
+    (simulates an interruption for tests)."""
+    t_begin = time.time()
+    cfg = {**DEFAULTS, **cfg}
+    media = cfg.pop("media", None) or {}
+    timing = Timing(int(media.get("fps", 25)), int(media.get("sample_rate", 16000)))
+    shard_dir, ckpt_dir, report_dir = Path(shard_dir), Path(ckpt_dir), Path(report_dir)
+    train_paths = shard_paths(shard_dir, "train")
+    if not train_paths:
+        raise FileNotFoundError(f"no train shards (train-*.tar) in {shard_dir}")
+    if int(cfg["min_offset"]) < 1 or int(cfg["max_offset"]) < int(cfg["min_offset"]):
+        raise ValueError(f"need 1 ≤ min_offset ≤ max_offset, got {cfg['min_offset']}, {cfg['max_offset']}")
+    dims = SyncDims(**{k: cfg[k] for k in DIMS_KEYS})
+    if dims.window != 5:
+        raise ValueError("the sync window is 5 frames (syncnet_python's definition)")
+    seed, steps = int(cfg["seed"]), int(cfg["steps"])
+
+    fp = fingerprint(
+        "sync",
+        {k: v for k, v in sorted(cfg.items()) if k not in RESUME_NEUTRAL_KEYS},
+        dict(fps=timing.fps, sample_rate=timing.sample_rate),
+        files_fingerprint(train_paths),
+    )
+    t_load = time.time()
+    train_clips = _load(train_paths, dims, timing, margin=int(cfg["aug_shift_px"]))
+    if not train_clips:
+        raise ValueError(f"train shards in {shard_dir} hold no clip long enough for a sync window")
+    log.info("sync: %d train clips (%d windows) loaded in %.1f s", len(train_clips),
+             sum(c.windows for c in train_clips), time.time() - t_load)
+
+    torch.manual_seed(seed)
+    model = SyncExpert(dims)
+    bce_bias = torch.nn.Parameter(torch.zeros(()))  # the BCE term's logit offset (training only)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.ndim < 2] + [bce_bias]
+    groups = [dict(params=decay, weight_decay=float(cfg["weight_decay"])), dict(params=rest, weight_decay=0.0)]
+    try:
+        optimizer = torch.optim.AdamW(groups, lr=float(cfg["lr"]), fused=True)
+    except (RuntimeError, TypeError):
+        optimizer = torch.optim.AdamW(groups, lr=float(cfg["lr"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, steps, int(cfg["warmup_steps"]), float(cfg["min_lr_ratio"])))
+
+    last_path = ckpt_dir / "last.pt"
+    ckpt = load_for_resume(last_path, fp)
+    step = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        bce_bias.data.copy_(ckpt["bce_bias"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        step = int(ckpt["step"])
+        log.info("resuming sync expert from %s at step %d", last_path, step)
+    else:
+        log.info("no matching sync checkpoint at %s: starting fresh", last_path)
+    del ckpt
+    resumed = step > 0
+
+    from dvclive import Live
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    live = Live(str(report_dir), dvcyaml=False, save_dvc_exp=False, resume=resumed)
+    live.step = step
+    log.info("sync expert: %.2fM parameters, dims %s", sum(p.numel() for p in model.parameters()) / 1e6, dims.to_dict())
+
+    def save_last() -> None:
+        save_checkpoint(last_path, dict(
+            model=model.state_dict(), bce_bias=bce_bias.detach().clone(), optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(), step=step, rng=rng_state(), fingerprint=fp, dims=dims.to_dict(),
+        ))
+
+    model.train()
+    t_loop = time.time()
+    start_step = step
+    acc_loss, acc_acc, acc_n = 0.0, 0.0, 0
+    bar = tqdm(total=steps, initial=step, desc="train_sync", dynamic_ncols=True)
+    while step < steps:
+        rng = np.random.default_rng([seed, step])
+        video, audio, cid, start = sample_batch(train_clips, cfg, rng, dims)
+        loss, acc = contrastive_loss(model.forward_video(video), model.forward_audio(audio), cid, start,
+                                     float(cfg["logit_scale"]), int(cfg["min_offset"]), float(cfg["bce_weight"]), bce_bias)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg["grad_clip"] and float(cfg["grad_clip"]) > 0:
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + [bce_bias], float(cfg["grad_clip"]))
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        acc_loss, acc_acc, acc_n = acc_loss + loss.item(), acc_acc + acc, acc_n + 1
+        bar.update(1)
+        if step % int(cfg["log_every"]) == 0 or step == steps:
+            live.step = step
+            live.log_metric("train/loss", acc_loss / acc_n)
+            live.log_metric("train/batch_accuracy", acc_acc / acc_n)
+            live.log_metric("train/lr", scheduler.get_last_lr()[0])
+            live.log_metric("train/wall_s", time.time() - t_begin, plot=False)
+            live.next_step()
+            bar.set_postfix(loss=f"{acc_loss / acc_n:.3f}", acc=f"{acc_acc / acc_n:.3f}")
+            acc_loss, acc_acc, acc_n = 0.0, 0.0, 0
+        if step % int(cfg["checkpoint_every"]) == 0 or step == steps:
+            save_last()
+        if stop_after is not None and step >= stop_after and step < steps:
+            bar.close()
+            live.end()
+            log.info("sync: stopping early at step %d (stop_after)", step)
+            return {"train": {"steps": step}}
+    bar.close()
+    train_s = time.time() - t_loop
+
+    save_checkpoint(ckpt_dir / "sync.pt", dict(
+        dims=dims.to_dict(), state_dict=model.state_dict(), fingerprint=fp, step=step,
+        timing=dict(fps=timing.fps, sample_rate=timing.sample_rate),
+    ))
+
+    model.eval()
+    t_eval = time.time()
+    if int(cfg["aug_shift_px"]):  # centre crops, as the evaluation sees them
+        m = int(cfg["aug_shift_px"])
+        train_clips = [SyncClip(c.key, c.mouth[:, m : m + dims.height, m : m + dims.width], c.mel, c.loudness) for c in train_clips]
+    threshold, train_acc = train_threshold(model, train_clips, cfg, seed)
+    metrics: dict = {}
+    for split in EVAL_SPLITS:
+        paths = shard_paths(shard_dir, split)
+        if not paths:
+            continue
+        clips = _load(paths, dims, timing)
+        if clips:
+            metrics[split] = evaluate_split(model, clips, threshold, cfg, seed)
+    if "val" not in metrics:
+        log.warning("no val clips: val metrics are NaN")
+        metrics["val"] = dict(accuracy=float("nan"), offset_recovery_rate=float("nan"))
+    wall = time.time() - t_begin
+    metrics["train"] = dict(
+        steps=step, wall_s=wall, accuracy=train_acc, threshold=threshold,
+        s_per_step=train_s / (step - start_step) if step > start_step else 0.0, eval_s=time.time() - t_eval,
+    )
+    live.step = step
+    for split in EVAL_SPLITS:
+        for k, v in metrics.get(split, {}).items():
+            live.log_metric(f"{split}/{k}", v, plot=False)
+    live.log_metric("train/wall_s", wall, plot=False)
+    live.end()
+    v = metrics["val"]
+    log.info("sync: %d steps in %.0f s; val accuracy %.3f, offset recovery %.3f, LSE-D %.3f, LSE-C %.3f",
+             step, wall, v["accuracy"], v["offset_recovery_rate"], v.get("lse_d", float("nan")), v.get("lse_c", float("nan")))
+    return metrics

@@ -1,0 +1,24 @@
+"""Stage `train_sync`: the SyncNet-style sync expert on the train shards → models/sync/ (resumable).
+
+Writes models/sync/sync.pt (+ last.pt for resuming) and reports/train_sync/metrics.json
+(`val.accuracy`, `val.offset_recovery_rate`, …); evaluate scores LSE-D / LSE-C with it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from nwt.params import load_params, section
+from nwt.stage import DATA, REPORTS, stage
+from nwt.train.sync import train_sync
+
+
+def main() -> None:
+    params = load_params()
+    cfg = dict(section(params, "train_sync"), media=section(params, "media"))
+    with stage("train_sync") as metrics:
+        result = train_sync(cfg, DATA / "shards", Path("models/sync"), REPORTS / "train_sync")
+        metrics.update(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""train_sync on tiny synthetic shards whose 'mouth' darkens with the audio's loudness."""
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from nwt.data.shards import ShardWriter, clip_sample
+from nwt.models.sync_expert import load_sync_expert
+from nwt.train.sync import train_sync
+
+torch.set_num_threads(1)
+
+SPF = 640
+TINY_CFG = dict(
+    seed=0, steps=60, batch_size=32, anchors_per_clip=8, lr=3e-3, warmup_steps=5, channels=8, audio_channels=16,
+    embed_dim=16, height=24, width=28, min_offset=5, checkpoint_every=20, log_every=10, shift_range=6,
+    aug_shift_px=1, aug_brightness=0.05, aug_contrast=0.1, aug_audio_gain=0.1, aug_freq_mask=8,
+    media=dict(fps=25, sample_rate=16000),
+)
+
+
+def synth_clip(rng: np.random.Generator, frames: int):
+    """Syllable-like loudness (random bursts and pauses), noise audio with that envelope, and a
+    dark mouth box in the 256×224 crop whose height follows the same envelope."""
+    env = np.zeros(frames + 8)
+    t = 0
+    while t < frames:
+        n = int(rng.integers(2, 7))
+        if rng.random() < 0.75:
+            env[t : t + n] = rng.uniform(0.3, 1.0) * np.sin(np.linspace(0, np.pi, n + 2)[1:-1])
+        t += n
+    env = env[:frames]
+    audio = (rng.normal(0, 1, frames * SPF) * np.repeat(0.3 * env + 0.002, SPF)).astype(np.float32)
+    video = np.full((frames, 256, 224, 3), (190, 150, 130), np.uint8)  # skin
+    video += rng.integers(0, 6, video.shape, dtype=np.uint8)
+    for i, e in enumerate(env):
+        half = int(2 + 12 * e)
+        video[i, 138 - half : 138 + half, 88:136] = (60, 10, 20)
+    return video, audio
+
+
+def write_shards(root, clips=dict(train=10, val=3), frames=48, seed=0):
+    rng = np.random.default_rng(seed)
+    for split, n in clips.items():
+        with ShardWriter(root, split) as sink:
+            for i in range(n):
+                video, audio = synth_clip(rng, frames)
+                meta = dict(episode_id="ep0", episode_index=0, split=split, fps=25)
+                sink.write(clip_sample(f"ep0_{split}{i:05d}", video, audio, 16000, meta))
+    return root
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return write_shards(tmp_path_factory.mktemp("shards"))
+
+
+def run(shards, root, **kw):
+    stop_after = kw.pop("stop_after", None)
+    return train_sync({**TINY_CFG, **kw}, shards, root / "ckpt", root / "report", stop_after=stop_after)
+
+
+@pytest.fixture(scope="module")
+def full_run(shards, tmp_path_factory):
+    root = tmp_path_factory.mktemp("full")
+    return root, run(shards, root)
+
+
+def test_learns_sync_well_above_chance(full_run):
+    root, metrics = full_run
+    assert metrics["train"]["steps"] == 60
+    assert metrics["val"]["accuracy"] > 0.75, metrics  # chance: 0.5
+    assert metrics["val"]["offset_recovery_rate"] > 0.6, metrics  # chance: ≈3 / 31
+    assert metrics["val"]["shift_trials"] == 3 * 12
+    assert np.isfinite(metrics["val"]["lse_d"]) and metrics["val"]["lse_c"] > 0
+
+
+def test_exports_a_self_describing_checkpoint(full_run):
+    root, _ = full_run
+    ckpt = torch.load(root / "ckpt" / "sync.pt", weights_only=True)
+    assert set(ckpt) == {"dims", "state_dict", "fingerprint", "step", "timing"}
+    assert ckpt["step"] == 60 and ckpt["timing"] == dict(fps=25, sample_rate=16000)
+    model, timing = load_sync_expert(root / "ckpt" / "sync.pt")
+    assert model.dims.height == 24 and timing.samples_per_frame == SPF
+    assert torch.load(root / "ckpt" / "last.pt", weights_only=True)["step"] == 60
+    assert (root / "report" / "metrics.json").exists()  # dvclive's summary
+    assert json.loads((root / "report" / "metrics.json").read_text())["val"]["accuracy"] > 0.5
+
+
+def test_interrupted_run_resumes_to_the_same_weights(shards, full_run, tmp_path, caplog):
+    root, metrics = full_run
+    out = run(shards, tmp_path, stop_after=20)
+    assert out == {"train": {"steps": 20}} and not (tmp_path / "ckpt" / "sync.pt").exists()
+    with caplog.at_level(logging.INFO, logger="nwt.train.sync"):
+        resumed = run(shards, tmp_path)
+    assert "resuming sync expert" in caplog.text
+    a = torch.load(root / "ckpt" / "sync.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "ckpt" / "sync.pt", weights_only=True)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert resumed["val"]["accuracy"] == pytest.approx(metrics["val"]["accuracy"])
+
+
+def test_other_params_start_fresh(shards, full_run, tmp_path, caplog):
+    root, _ = full_run
+    shutil.copytree(root / "ckpt", tmp_path / "ckpt")
+    with caplog.at_level(logging.WARNING, logger="nwt.train.checkpoint"):
+        out = run(shards, tmp_path, lr=1e-3, stop_after=1)
+    assert out["train"]["steps"] == 1
+    assert "starting fresh" in caplog.text
+
+
+def test_no_train_shards(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train"):
+        run(tmp_path, tmp_path / "out")
