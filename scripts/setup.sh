@@ -22,6 +22,7 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"nwt needs Python 3.11, found {sys.version}"'
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# torch==2.13.0 is pinned in pyproject.toml: pip takes the local CPU wheel, never a CUDA build
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# torch==2.13.0 is pinned in pyproject.toml: pip takes the local CPU wheel, never a CUDA build.
+# constraints.txt pins every transitive package to the set tested together (`pip freeze`).
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 .venv/bin/pip check
