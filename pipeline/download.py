@@ -1,13 +1,14 @@
 """Stage `download`: episodes → data/raw/ and data/download/episodes.parquet (+ ledger)."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pandas as pd
 
 from nwt.data import download
-from nwt.data.atomic import write_parquet
+from nwt.data.atomic import write_json, write_parquet
 from nwt.data.ledger import Ledger
 from nwt.data.media import MediaError
 from nwt.data.parallel import run_tasks, shutdown
@@ -30,9 +31,15 @@ def main() -> None:
         elif cfg["source"] == "manifest":
             manifest = Path(cfg["manifest"])
             rows = download.read_manifest(manifest)
-            results = run_tasks(download.fetch_manifest_episode, rows, "fetch episodes", raw_dir=str(RAW),
+            archive_path = RAW / download.ARCHIVE
+            archive = json.loads(archive_path.read_text()) if archive_path.exists() else {}
+            jobs = [(row, archive.get(row.episode_id)) for row in rows]
+            results = run_tasks(_fetch, jobs, "fetch episodes", raw_dir=str(RAW),
                                 manifest_dir=str(manifest.parent.resolve()))
-            results = [(row.episode_id, res) for row, res in results]
+            results = [(row.episode_id, res) for (row, _), res in results]
+            archive = {episode_id: dict(source=res["source"], digest=res["digest"]) for episode_id, res in results
+                       if isinstance(res, dict) and download.URL.match(res["source"])}
+            write_json(archive_path, archive)
         else:
             raise ValueError(f"download.source must be synthetic or manifest, got {cfg['source']!r}")
         shutdown()
@@ -58,11 +65,17 @@ def main() -> None:
                        hours=round(float(table["duration_s"].sum()) / 3600, 4) if len(table) else 0.0)
 
 
+def _fetch(job: tuple, raw_dir: str, manifest_dir: str) -> dict:
+    row, archived = job
+    return download.fetch_manifest_episode(row, raw_dir, manifest_dir, archived)
+
+
 def _remove_stale(raw: Path, keep_ids: set[str]) -> None:
     """data/raw is persisted across runs: drop files of episodes no longer listed or kept."""
     for path in raw.iterdir():
         episode_id = path.name.split(".")[0]
-        if path.is_file() and episode_id not in keep_ids and not path.name.startswith("."):
+        if (path.is_file() and episode_id not in keep_ids and not path.name.startswith(".")
+                and path.name != download.ARCHIVE):
             path.unlink()
 
 

@@ -11,10 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def tiny_video(tmp_path_factory) -> Path:
-    """A 3 s 64×48 25 fps H.264 + AAC clip with a tone, made by ffmpeg."""
+    """A 6 s 64×48 25 fps H.264 + AAC clip with a tone, made by ffmpeg."""
     path = tmp_path_factory.mktemp("media") / "tiny.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=3",
-                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=3",
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=6",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=6",
                     "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)], check=True)
     return path
 

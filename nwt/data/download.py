@@ -58,10 +58,15 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()[:16]
 
 
-def fetch_manifest_episode(row: ManifestRow, raw_dir: str, manifest_dir: str) -> dict:
+ARCHIVE = "archive.json"  # in data/raw: episode id → source and digest of finished downloads
+
+
+def fetch_manifest_episode(row: ManifestRow, raw_dir: str, manifest_dir: str, archived: dict | None = None) -> dict:
     """One manifest row → `raw_dir/<id>.mp4` (copied or downloaded), probed and checked.
 
-    Raises MediaError with the ledger reason; runs as a Ray task.
+    A URL whose file is already in `raw_dir` with the digest the archive recorded for the same
+    source is not fetched again (data/raw persists across reruns). Raises MediaError with the
+    ledger reason; runs as a Ray task.
     """
     if not EPISODE_ID.match(row.episode_id):
         # checked before any path or command line is built from the id
@@ -69,7 +74,9 @@ def fetch_manifest_episode(row: ManifestRow, raw_dir: str, manifest_dir: str) ->
     raw = Path(raw_dir)
     target = raw / f"{row.episode_id}.mp4"
     if URL.match(row.source):
-        if not target.exists():
+        finished = (archived is not None and archived.get("source") == row.source and target.exists()
+                    and file_digest(target) == archived.get("digest"))
+        if not finished:
             _download_url(row.source, target)
     else:
         src = Path(row.source)
