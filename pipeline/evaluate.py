@@ -1,5 +1,6 @@
 """Stage `evaluate`: test-split figures for ground truth, reconstruction and generation side by
-side, and sample videos (ground truth | reconstruction | generation, with the clip's audio)."""
+side, sample videos (ground truth | reconstruction | generation, with the clip's audio) and the
+gallery page reports/index.html."""
 from __future__ import annotations
 
 import shutil
@@ -9,6 +10,7 @@ from tqdm import tqdm
 
 from nwt.data.shards import iter_clips, shard_paths
 from nwt.data.tokens import load_token_clips, token_paths
+from nwt.eval.gallery import write_gallery
 from nwt.eval.lipsync import load_scorer, lse_scores
 from nwt.eval.metrics import mouth_audio_corr, psnr_db
 from nwt.generate import Generator, add_mark
@@ -38,7 +40,7 @@ def main() -> None:
             scorers["official_"] = load_scorer(cfg["syncnet_weights"])[0]
         corr = {s: [] for s in SOURCES}
         lse = {(prefix, s, k): [] for prefix in scorers for s in SOURCES for k in LSE_KEYS}
-        recon_psnr, gen_seconds, gen_wall = [], 0.0, 0.0
+        recon_psnr, gen_seconds, gen_wall, samples = [], 0.0, 0.0, []
         clips = list(iter_clips(shard_paths(DATA / "shards", "test")))
         if not clips:
             raise RuntimeError("no test clips in data/shards: the shard stage kept none (see data/shard/ledger.parquet)")
@@ -63,8 +65,10 @@ def main() -> None:
                         lse[(prefix, source, k)].append(float(scores[k]))
             if n < int(cfg["samples"]):
                 side = np.concatenate([clip.frames[:t], recon[:t], add_mark(result.frames[:t])], axis=2)
-                write_video(SAMPLES / f"{clip.key}.mp4", side, gen.timing.fps, clip.audio[: t * spf],
+                write_video(SAMPLES / f"{clip.key}.webm", side, gen.timing.fps, clip.audio[: t * spf],
                             gen.timing.sample_rate, metadata=gen.provenance())
+                samples.append(dict(key=clip.key, video=f"evaluate/samples/{clip.key}.webm",
+                                    caption=f"{episode_id}, {t / gen.timing.fps:.1f} s"))
         test_tokens = load_token_clips(token_paths(DATA / "tokens", "test"))
         train_tokens = load_token_clips(token_paths(DATA / "tokens", "train"))
         nll = evaluate_nll(gen.prior, test_tokens, train_tokens) if test_tokens else {}
@@ -83,6 +87,7 @@ def main() -> None:
             lse_d_ratio=round(metrics["gen"]["lse_d"] / metrics["gt"]["lse_d"], 4) if metrics["gt"]["lse_d"] > 1e-6 else 0.0)
         metrics["rtf"] = round(gen_seconds / max(gen_wall, 1e-9), 3)
         metrics["test_clips"] = len(clips)
+        write_gallery(REPORTS / "index.html", samples, metrics)
 
 
 if __name__ == "__main__":

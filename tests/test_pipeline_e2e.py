@@ -86,6 +86,13 @@ def test_metrics_cover_every_stage(pipeline_repo):
         assert f'"{key}"' in flat, key
 
 
+def test_gallery_lists_the_samples(pipeline_repo):
+    page = (pipeline_repo / "reports/index.html").read_text()
+    samples = sorted((pipeline_repo / "reports/evaluate/samples").glob("*.webm"))
+    assert samples and all(f"evaluate/samples/{p.name}" in page for p in samples)
+    assert '<table id="metrics">' in page
+
+
 def test_second_repro_runs_nothing(pipeline_repo):
     out = _run(["dvc", "repro"], pipeline_repo)
     assert "Running stage" not in out, out

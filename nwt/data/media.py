@@ -138,7 +138,11 @@ def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
 
 def write_video(path: str | Path, frames_rgb: np.ndarray, fps: int, audio: np.ndarray | None = None,
                 sample_rate: int = 16000, metadata: dict[str, str] | None = None, crf: int = 18) -> None:
-    """(T, H, W, 3) uint8 RGB (+ mono audio) → H.264/AAC mp4 that browsers play, written atomically."""
+    """(T, H, W, 3) uint8 RGB (+ mono audio) → a video browsers play, written atomically.
+
+    `.mp4`: H.264 (yuv420p, faststart) + AAC; `.webm`: VP9 + Opus (plays in every Chromium build,
+    also those without proprietary codecs — the gallery uses it).
+    """
     import tempfile
 
     from nwt.data.atomic import atomic_path
@@ -152,10 +156,15 @@ def write_video(path: str | Path, frames_rgb: np.ndarray, fps: int, audio: np.nd
             wav = Path(workdir) / "audio.f32"
             np.asarray(audio, np.float32).tofile(wav)
             cmd += ["-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", str(wav)]
-        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
-                "-movflags", "+faststart"]
+        webm = Path(path).suffix.lower() == ".webm"
+        if webm:
+            cmd += ["-c:v", "libvpx-vp9", "-crf", str(crf + 14), "-b:v", "0", "-deadline", "realtime",
+                    "-cpu-used", "8", "-row-mt", "1", "-pix_fmt", "yuv420p"]
+        else:
+            cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart"]
         if audio is not None:
-            cmd += ["-c:a", "aac", "-b:a", "96k", "-shortest"]
+            cmd += ["-c:a", "libopus" if webm else "aac", "-b:a", "96k", "-shortest"]
         for key, value in (metadata or {}).items():
             cmd += ["-metadata", f"{key}={value}"]
         cmd += [str(tmp)]
