@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,8 @@ def stage(name: str) -> Iterator[dict]:
     log.info("stage %s: start", name)
     yield metrics
     metrics["wall_s"] = round(time.perf_counter() - start, 1)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun only rank 0 reports
     write_json(REPORTS / name / "metrics.json", metrics)
     log.info("stage %s: done in %.1f s", name, metrics["wall_s"])
 
