@@ -13,18 +13,12 @@ def _generate(args: argparse.Namespace) -> int:
 
     from nwt.generate import Generator, load_audio_file
 
-    steps = tqdm(total=3, desc="nwt generate", unit="step")
-    steps.set_postfix_str("loading models")
     gen = Generator(args.dvae, args.prior, args.device)
-    steps.update()
-    steps.set_postfix_str("sampling + decoding")
+    style = gen.style_vector(args.style_seed, args.style_from)
     audio = load_audio_file(args.audio, gen.timing.sample_rate)
-    result = gen.from_audio(audio, args.episode, args.temperature, args.top_k, args.top_p, args.seed)
-    steps.update()
-    steps.set_postfix_str("writing mp4")
-    gen.write(result, args.out, mark=not args.no_mark)
-    steps.update()
-    steps.close()
+    with tqdm(total=gen.n_frames(audio), desc="nwt generate", unit="frame", dynamic_ncols=True) as bar:
+        result = gen.write_stream(audio, args.out, args.episode, args.temperature, args.top_k, args.top_p, args.seed,
+                                  mark=not args.no_mark, style=style, on_frames=bar.update)
     print(f"wrote {args.out}: {result.seconds:.1f} s of video in {result.wall_s:.1f} s (real-time factor {result.rtf:.2f})")
     return 0
 
@@ -34,23 +28,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nwt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    gen = sub.add_parser("generate", help="generate a presenter video from speech audio",
-                         description="Generate an mp4 of the presenter speaking the given audio, with the audio "
-                                     "muxed in, from the models of the last `dvc repro` (or given paths).")
+    gen = sub.add_parser(
+        "generate", help="generate a presenter video from speech audio",
+        description="Generate an mp4 of the presenter speaking the given audio, with the audio muxed in, from the "
+                    "models of the last `dvc repro` (models/dvae/dvae.pt, models/prior/prior.pt) or given paths. "
+                    "Audio of any length is generated frame by frame and streamed into the file in bounded memory. "
+                    "Every output carries a provenance tag (generator, version, model fingerprints) in its metadata.")
     gen.add_argument("--audio", required=True, type=Path,
                      help="speech to animate: wav/flac/mp3/m4a or a video file (its first audio track); "
-                          "any sample rate or channel count")
-    gen.add_argument("--out", required=True, type=Path, help="output .mp4 path")
-    gen.add_argument("--episode", default=None,
-                     help="episode id whose look (outfit, hair, set) to use; default: the <unk> look")
+                          "any sample rate or channel count, resampled to the models' rate")
+    gen.add_argument("--out", required=True, type=Path, help="output video path (.mp4: H.264 + AAC; .webm: VP9 + Opus)")
+    gen.add_argument("--episode", default=None, metavar="ID",
+                     help="episode id whose labelled look (outfit, hair, set) to use, for the prior and the decoder; "
+                          "default: the <unk> look learned for unseen episodes")
+    style = gen.add_mutually_exclusive_group()
+    style.add_argument("--style-from", type=Path, default=None, metavar="REF.mp4",
+                       help="take the unlabelled style (framing, zoom, overlays) from this reference video: its first "
+                            "10 s are centre-cropped to 256:224, encoded by the dVAE and summarised by the prior's "
+                            "reference encoder")
+    style.add_argument("--style-seed", type=int, default=None, metavar="N",
+                       help="draw the unlabelled style from N(0, I) with this seed; without --style-from or "
+                            "--style-seed the style is the prior's mean (z = 0)")
     gen.add_argument("--temperature", type=float, default=0.8,
                      help="sampling temperature of the prior (0 = greedy; default 0.8)")
     gen.add_argument("--top-k", type=int, default=0, help="sample among the k most likely codes (0 = all)")
     gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
-    gen.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video")
-    gen.add_argument("--dvae", type=Path, default=Path("models/dvae/dvae.pt"), help="dVAE checkpoint")
-    gen.add_argument("--prior", type=Path, default=Path("models/prior/prior.pt"), help="prior checkpoint")
-    gen.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run the models")
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed and options give the same video")
+    gen.add_argument("--dvae", type=Path, default=Path("models/dvae/dvae.pt"),
+                     help="dVAE checkpoint (default: the one `dvc repro` trained)")
+    gen.add_argument("--prior", type=Path, default=Path("models/prior/prior.pt"),
+                     help="prior checkpoint (default: the one `dvc repro` trained)")
+    gen.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run the models (default cpu)")
     gen.add_argument("--no-mark", action="store_true",
                      help="leave out the visible 'SYNTHETIC' mark (the provenance metadata stays)")
     gen.set_defaults(func=_generate)

@@ -3,34 +3,47 @@
 The prior samples memcodes frame by frame from the audio's log-mel; the dVAE decodes them to
 256×224 frames; the audio is muxed in. Every output carries a provenance tag in its container
 metadata and, unless `mark=False`, a small visible "synthetic" mark.
+
+Any length in bounded memory: `Generator.stream` computes the log-mel a chunk at a time
+(`MelStream`, equal to `log_mel` over the whole audio), the prior samples one frame at a time
+(`Prior.sample_iter`: chunked audio encoder, sliding KV cache), and the dVAE decodes every
+`decode_chunk` frames into uint8; `Generator.write_stream` (used by `generate()` and the CLI)
+pipes those chunks straight into ffmpeg, so a 2-minute clip never holds more than a chunk of
+frames. `from_audio` collects everything in memory (short clips: evaluate, tests).
 """
 from __future__ import annotations
 
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 import torch
 
 import nwt
-from nwt.constants import Timing
-from nwt.data.media import MediaError, read_audio, write_video
-from nwt.models.audio_features import log_mel
+from nwt.constants import CROP_H, CROP_W, MELS_PER_FRAME, Timing
+from nwt.data.media import MediaError, read_audio, require_ffmpeg, write_video
+from nwt.models.audio_features import LOG_FLOOR, mel_filterbank
 
 DEFAULT_DVAE = Path("models/dvae/dvae.pt")
 DEFAULT_PRIOR = Path("models/prior/prior.pt")
 MIN_AUDIO_S = 0.2
 SILENCE_RMS = 1e-4  # below this the input carries no speech to animate
 MARK_TEXT = "SYNTHETIC"
+MEL_CHUNK_FRAMES = 256  # video frames of log-mel computed at once (≈10 s at 25 fps)
+DECODE_CHUNK = 16  # frames the dVAE decodes at once
+STYLE_REF_MAX_S = 10.0  # seconds of a reference video read for its style
 
 
 @dataclass
 class Generated:
-    frames: np.ndarray  # (T, 256, 224, 3) uint8 RGB
+    frames: np.ndarray | None  # (T, 256, 224, 3) uint8 RGB; None when streamed to a file
     audio: np.ndarray  # (T × samples_per_frame,) float32
-    codes: np.ndarray  # (T, H', W', heads)
+    codes: np.ndarray  # (T, H', W', heads) uint16
     seconds: float
     wall_s: float
 
@@ -38,6 +51,127 @@ class Generated:
     def rtf(self) -> float:
         """Seconds of video generated per wall second (≥ 1: faster than real time)."""
         return self.seconds / max(self.wall_s, 1e-9)
+
+
+class MelStream:
+    """The log-mel of `audio` (whole video frames), a chunk of frames at a time, equal to
+    nwt.models.audio_features.log_mel(audio) sliced — without its (S/hop, 80) array or its
+    STFT ever existing whole. Two passes: the first finds the global peak (log_mel floors
+    everything 8 decades below it), the second computes the chunks asked for."""
+
+    def __init__(self, audio: np.ndarray, timing: Timing, chunk_frames: int = MEL_CHUNK_FRAMES):
+        self.audio, self.timing = audio, timing
+        self.n_frames = len(audio) // timing.samples_per_frame
+        self.hop = timing.mel_hop
+        self.pad = timing.mel_window // 2  # as the centred STFT of log_mel pads
+        peak = -np.inf
+        for lo in range(0, self.n_frames, chunk_frames):
+            peak = max(peak, float(self._raw(lo, min(lo + chunk_frames, self.n_frames)).max()))
+        self.floor = peak - 8.0
+
+    def _raw(self, lo: int, hi: int) -> torch.Tensor:
+        """(N_MELS, 4(hi-lo)) log10 mel of video frames [lo, hi), before the floor."""
+        t, spf = self.timing, self.timing.samples_per_frame
+        a, b = lo * spf, hi * spf
+        a_pad, b_pad = max(0, a - self.pad), min(len(self.audio), b + self.pad)
+        x = torch.as_tensor(np.asarray(self.audio[a_pad:b_pad], np.float32))
+        # zero padding where the whole signal ends, exactly as the centred STFT of log_mel pads
+        x = torch.nn.functional.pad(x, (self.pad - (a - a_pad), self.pad - (b_pad - b)))
+        n_fft = t.mel_window
+        spec = torch.stft(x, n_fft, self.hop, window=torch.hann_window(n_fft), center=False, return_complex=True)
+        # frame j of this STFT is centred on sample a + j·hop, as log_mel's frame 4·lo + j
+        power = spec[:, : (hi - lo) * MELS_PER_FRAME].abs() ** 2
+        return torch.log10((mel_filterbank(t.sample_rate, n_fft) @ power).clamp_min(LOG_FLOOR))
+
+    def __call__(self, lo: int, hi: int) -> torch.Tensor:
+        """(4(hi-lo), N_MELS) float32 log-mel of video frames [lo, hi)."""
+        logmel = torch.maximum(self._raw(lo, hi), torch.tensor(self.floor))
+        return ((logmel + 4.0) / 4.0).T.contiguous()
+
+
+def centre_crop_resize(frame: np.ndarray, height: int = CROP_H, width: int = CROP_W) -> np.ndarray:
+    """The centre of `frame` at the crop's aspect (height:width), resized to height × width."""
+    h, w = frame.shape[:2]
+    if h * width > w * height:  # too tall
+        ch, cw = int(round(w * height / width)), w
+    else:
+        ch, cw = h, int(round(h * width / height))
+    y, x = (h - ch) // 2, (w - cw) // 2
+    crop = frame[y : y + ch, x : x + cw]
+    if crop.shape[:2] == (height, width):
+        return np.ascontiguousarray(crop)
+    return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
+
+
+class _VideoSink:
+    """Raw RGB frames piped into ffmpeg (H.264 + AAC mp4, or VP9 + Opus webm) as they come,
+    with the audio muxed in and metadata tags; written atomically (temp file beside `path`,
+    renamed onto it only when ffmpeg succeeded)."""
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: int, audio: np.ndarray | None,
+                 sample_rate: int, metadata: dict[str, str] | None = None, crf: int = 18):
+        import os
+
+        require_ffmpeg()
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._dir = tempfile.TemporaryDirectory()
+        cmd = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
+        if audio is not None:
+            wav = Path(self._dir.name) / "audio.f32"
+            np.asarray(audio, np.float32).tofile(wav)
+            cmd += ["-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", str(wav)]
+        webm = self.path.suffix.lower() == ".webm"
+        if webm:
+            cmd += ["-c:v", "libvpx-vp9", "-crf", str(crf + 14), "-b:v", "0", "-deadline", "realtime",
+                    "-cpu-used", "8", "-row-mt", "1", "-pix_fmt", "yuv420p"]
+        else:
+            cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart"]
+        if audio is not None:
+            cmd += ["-c:a", "libopus" if webm else "aac", "-b:a", "96k", "-shortest"]
+        for key, value in (metadata or {}).items():
+            cmd += ["-metadata", f"{key}={value}"]
+        self._err = open(Path(self._dir.name) / "stderr.txt", "w+b")  # a file: a full pipe cannot block ffmpeg
+        self._proc = subprocess.Popen(cmd + [str(self._tmp)], stdin=subprocess.PIPE, stderr=self._err)
+
+    def _error(self) -> RuntimeError:
+        self._err.seek(0)
+        return RuntimeError(f"ffmpeg failed writing {self.path}: {self._err.read().decode(errors='replace')[-400:]}")
+
+    def write(self, frames: np.ndarray) -> None:
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frames, np.uint8).tobytes())
+        except BrokenPipeError:
+            self._proc.wait()
+            raise self._error() from None
+
+    def close(self, ok: bool = True) -> None:
+        """Finish (ok) or abandon the file; the final path appears only on success."""
+        import os
+
+        done = False
+        try:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            if not ok:
+                self._proc.kill()
+            if self._proc.wait() != 0 and ok:
+                raise self._error()
+            if ok:
+                os.replace(self._tmp, self.path)
+                done = True
+        finally:
+            self._err.close()
+            self._dir.cleanup()
+            if not done and self._tmp.exists():
+                self._tmp.unlink()
 
 
 class Generator:
@@ -59,6 +193,11 @@ class Generator:
         timing = self.prior_meta.get("timing") or {}
         self.timing = Timing(**timing) if timing else Timing()
         self.episode_ids: list[str] = list(self.prior_meta.get("episode_ids", []))
+        pd, dd = self.prior.dims, self.dvae.dims
+        if (pd.grid_h, pd.grid_w, pd.code_heads, pd.num_codes) != (*dd.grid, dd.heads, dd.num_codes):
+            raise ValueError(f"prior ({pd.grid_h}×{pd.grid_w}×{pd.code_heads}, {pd.num_codes} codes) and dVAE "
+                             f"({dd.grid[0]}×{dd.grid[1]}×{dd.heads}, {dd.num_codes} codes) do not match: "
+                             "retrain the prior on this dVAE's tokens")
 
     def episode_index(self, episode_id: str | None) -> int | None:
         """Index of a trained episode; None (the `<unk>` row) when not given."""
@@ -75,27 +214,122 @@ class Generator:
             "encoder": f"nwt {nwt.__version__}",
         }
 
-    def from_audio(self, audio: np.ndarray, episode_id: str | None = None, temperature: float = 0.8,
-                   top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> Generated:
-        """Mono audio at the model's rate → frames. Raises ValueError on empty or silent audio."""
-        spf = self.timing.samples_per_frame
+    # ------------------------------------------------------------------ style
+    def style_vector(self, style_seed: int | None = None, style_from: str | Path | None = None) -> torch.Tensor | None:
+        """The prior's style z: drawn from N(0, I) by `style_seed`, or the reference encoder's
+        mean over the codes of the video `style_from` (its first STYLE_REF_MAX_S seconds, read
+        at the pipeline fps, centre-cropped to 256:224 and resized — a face crop stays as it is),
+        or None (z = 0, the prior's mean)."""
+        if style_seed is not None and style_from is not None:
+            raise ValueError("give either a style seed or a style reference video, not both")
+        if style_seed is None and style_from is None:
+            return None
+        if self.prior.dims.style_dim == 0:
+            raise ValueError("this prior was trained without a style latent (prior.style_dim: 0)")
+        if style_seed is not None:
+            return self.prior.style_from_seed(style_seed)
+        return self.prior.encode_style(torch.from_numpy(self.reference_codes(style_from).astype(np.int64)))
+
+    def reference_codes(self, path: str | Path) -> np.ndarray:
+        """dVAE codes (T, H', W', heads) of a reference video's first STYLE_REF_MAX_S seconds."""
+        from nwt.data.media import iter_frames
+        from nwt.models.dvae_io import encode_frames
+
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"style reference {path} does not exist")
+        height, width = self.dvae.dims.height, self.dvae.dims.width
+        frames = []
+        try:
+            for frame in iter_frames(path, self.timing.fps):
+                frames.append(centre_crop_resize(frame[..., ::-1], height, width))  # BGR → RGB
+                if len(frames) >= STYLE_REF_MAX_S * self.timing.fps:
+                    break
+        except MediaError as exc:
+            raise ValueError(f"cannot read the style reference {path}: {exc}") from None
+        return encode_frames(self.dvae, np.stack(frames))
+
+    # ------------------------------------------------------------------ generation
+    def _check_audio(self, audio: np.ndarray) -> np.ndarray:
+        audio = np.asarray(audio, np.float32)
+        if audio.ndim != 1:
+            raise ValueError(f"expected mono audio (S,), got shape {audio.shape}")
         if len(audio) < MIN_AUDIO_S * self.timing.sample_rate:
             raise ValueError(f"audio is {len(audio) / self.timing.sample_rate:.2f} s long; need at least {MIN_AUDIO_S} s")
-        if float(np.sqrt(np.mean(np.square(audio)))) < SILENCE_RMS:
+        if not np.isfinite(audio).all():
+            raise ValueError("audio holds NaN or infinite samples")
+        rms = np.sqrt(sum(float(np.square(audio[i : i + (1 << 20)], dtype=np.float64).sum())
+                          for i in range(0, len(audio), 1 << 20)) / len(audio))
+        if rms < SILENCE_RMS:
             raise ValueError("audio is silent: there is no speech to animate")
-        start = time.perf_counter()
-        n_frames = len(audio) // spf
-        audio = audio[: n_frames * spf]
-        mel = log_mel(audio, self.timing).to(self.device)  # (4T, 80)
-        index = self.episode_index(episode_id)
-        codes = self.prior.sample(mel, episode_index=index, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  seed=seed)  # (T, H', W', heads)
+        return audio[: len(audio) // self.timing.samples_per_frame * self.timing.samples_per_frame]
+
+    def n_frames(self, audio: np.ndarray) -> int:
+        return len(audio) // self.timing.samples_per_frame
+
+    def stream(self, audio: np.ndarray, episode_id: str | None = None, temperature: float = 0.8, top_k: int = 0,
+               top_p: float = 1.0, seed: int = 0, *, style: torch.Tensor | None = None,
+               decode_episode: str | None | bool = True, decode_chunk: int = DECODE_CHUNK,
+               on_frames: Callable[[int], None] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (codes (n, H', W', heads) uint16, frames (n, H, W, 3) uint8 RGB) chunks of at
+        most `decode_chunk` frames, in memory that does not grow with the audio's length.
+
+        `style`: the prior's style z (see `style_vector`; None = 0). `decode_episode`: the dVAE
+        decoder's episode row — True (default) = the same episode as the prior's, or an episode
+        id / None (`<unk>`) to hold the decoder's look fixed (episode-control scoring).
+        `on_frames(n)` is called after each chunk (a progress bar's update)."""
         from nwt.models.dvae_io import decode_codes
 
-        dvae_index = self.dvae_meta_episode_index(episode_id)
-        frames = decode_codes(self.dvae, codes.cpu().numpy().astype(np.uint16), dvae_index)
-        return Generated(frames=frames, audio=audio, codes=codes.cpu().numpy(), seconds=n_frames / self.timing.fps,
-                         wall_s=time.perf_counter() - start)
+        audio = self._check_audio(audio)
+        index = self.episode_index(episode_id)
+        dvae_index = self.dvae_meta_episode_index(episode_id if decode_episode is True else decode_episode)
+        mel = MelStream(audio, self.timing)
+        codes_iter = self.prior.sample_iter(mel, mel.n_frames, episode_index=index, temperature=temperature,
+                                            top_k=top_k, top_p=top_p, seed=seed, style=style)
+        pending: list[torch.Tensor] = []
+        for t, codes in enumerate(codes_iter, start=1):
+            pending.append(codes)
+            if len(pending) == decode_chunk or t == mel.n_frames:
+                chunk = torch.stack(pending).cpu().numpy().astype(np.uint16)
+                pending = []
+                frames = decode_codes(self.dvae, chunk, dvae_index, batch_size=decode_chunk)
+                if on_frames is not None:
+                    on_frames(len(chunk))
+                yield chunk, frames
+
+    def from_audio(self, audio: np.ndarray, episode_id: str | None = None, temperature: float = 0.8,
+                   top_k: int = 0, top_p: float = 1.0, seed: int = 0, **kw) -> Generated:
+        """Mono audio at the model's rate → all frames in memory (uint8; for short clips — use
+        `write_stream` for long audio). Raises ValueError on empty or silent audio. Keywords as
+        `stream` (style, decode_episode, decode_chunk, on_frames)."""
+        start = time.perf_counter()
+        audio = self._check_audio(audio)
+        codes, frames = [], []
+        for c, f in self.stream(audio, episode_id, temperature, top_k, top_p, seed, **kw):
+            codes.append(c)
+            frames.append(f)
+        return Generated(frames=np.concatenate(frames), audio=audio, codes=np.concatenate(codes),
+                         seconds=self.n_frames(audio) / self.timing.fps, wall_s=time.perf_counter() - start)
+
+    def write_stream(self, audio: np.ndarray, out: str | Path, episode_id: str | None = None,
+                     temperature: float = 0.8, top_k: int = 0, top_p: float = 1.0, seed: int = 0, *,
+                     mark: bool = True, **kw) -> Generated:
+        """Generate straight into the video file `out` (mp4 or webm; audio muxed, provenance tag,
+        visible mark unless `mark=False`), a chunk of frames at a time. Returns the codes and
+        timing (frames=None). Keywords as `stream`."""
+        start = time.perf_counter()
+        audio = self._check_audio(audio)
+        sink = _VideoSink(out, self.dvae.dims.width, self.dvae.dims.height, self.timing.fps, audio,
+                          self.timing.sample_rate, metadata=self.provenance())
+        codes, ok = [], False
+        try:
+            for c, f in self.stream(audio, episode_id, temperature, top_k, top_p, seed, **kw):
+                codes.append(c)
+                sink.write(add_mark(f) if mark else f)
+            ok = True
+        finally:
+            sink.close(ok)
+        return Generated(frames=None, audio=audio, codes=np.concatenate(codes),
+                         seconds=self.n_frames(audio) / self.timing.fps, wall_s=time.perf_counter() - start)
 
     def dvae_meta_episode_index(self, episode_id: str | None) -> int:
         from nwt.models.dvae_io import episode_index_for
@@ -103,6 +337,8 @@ class Generator:
         return episode_index_for(self.dvae_meta, episode_id)
 
     def write(self, result: Generated, out: str | Path, mark: bool = True) -> Path:
+        if result.frames is None:
+            raise ValueError("this result was streamed to a file; it holds no frames")
         frames = add_mark(result.frames) if mark else result.frames
         write_video(out, frames, self.timing.fps, result.audio, self.timing.sample_rate, metadata=self.provenance())
         return Path(out)
@@ -130,9 +366,13 @@ def load_audio_file(path: str | Path, sample_rate: int) -> np.ndarray:
 
 def generate(audio: str | Path, out: str | Path, episode: str | None = None, temperature: float = 0.8,
              top_k: int = 0, top_p: float = 1.0, seed: int = 0, dvae: str | Path = DEFAULT_DVAE,
-             prior: str | Path = DEFAULT_PRIOR, device: str = "cpu", mark: bool = True) -> Generated:
-    """Generate `out` (mp4) from the speech in `audio`; returns the frames and timing."""
+             prior: str | Path = DEFAULT_PRIOR, device: str = "cpu", mark: bool = True,
+             style_seed: int | None = None, style_from: str | Path | None = None,
+             on_frames: Callable[[int], None] | None = None) -> Generated:
+    """Generate `out` (mp4) from the speech in `audio` (any file ffmpeg reads), streamed in
+    bounded memory; returns the codes and timing (frames=None). `style_seed` / `style_from`:
+    the style latent from N(0, I) by seed or from a reference video (see Generator.style_vector)."""
     gen = Generator(dvae, prior, device)
-    result = gen.from_audio(load_audio_file(audio, gen.timing.sample_rate), episode, temperature, top_k, top_p, seed)
-    gen.write(result, out, mark)
-    return result
+    style = gen.style_vector(style_seed, style_from)
+    return gen.write_stream(load_audio_file(audio, gen.timing.sample_rate), out, episode, temperature, top_k, top_p,
+                            seed, mark=mark, style=style, on_frames=on_frames)

@@ -20,11 +20,24 @@ The frame transformer's attention is limited to `context_frames` frames (a slidi
 Mistral's), in training and in sampling alike, so the KV-cached sampler with a bounded cache
 computes exactly what the uncached `forward` computes, however long the audio.
 
+Style (unlabelled Gaussian latent, after Hsu et al. 2019; `style_dim > 0`): a reference
+encoder (nwt/models/style.py) reads a clip's codes and gives the mean and log-variance of a
+`style_dim` Gaussian; in training z is drawn with the reparameterisation trick from the
+encoding of the training window itself and `style_proj(z)` is added to every frame input (as
+the episode is); `forward(..., style="posterior", return_kl=True)` also returns the KL to
+N(0, I). At sampling time z comes from N(0, I) (a seed), from a reference clip's codes (the
+encoder's mean), or is 0 (the prior's mean) by default.
+
+Sampling streams: `sample_iter` yields one frame of codes at a time, reading the mel through a
+callable and encoding the audio in chunks (with the encoder's receptive field as overlap), so
+memory does not grow with the audio's length; `sample` collects it.
+
 MAR (one memcode per step) is not implemented yet: `mode="mar"` raises NotImplementedError.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +46,7 @@ from torch import nn
 
 from nwt.constants import MELS_PER_FRAME, N_MELS
 from nwt.models.audio_encoder import AudioEncoder, Block, band_mask, rope_angles
+from nwt.models.style import StyleEncoder
 
 MODES = ("far", "mar")
 
@@ -59,12 +73,16 @@ class PriorDims:
     # output layer; lets a few-hundred-step CPU run reach sharp code distributions (measured:
     # 3.2 vs 6.5 bits/code after 30 steps at lr 3e-3)
     logit_scale: float = 4.0
+    style_dim: int = 0  # unlabelled Gaussian style latent (0: none)
+    style_hidden: int = 64  # width of the reference encoder
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.context_frames < 1:
             raise ValueError("context_frames must be ≥ 1")
+        if self.style_dim < 0:
+            raise ValueError("style_dim must be ≥ 0")
 
     @property
     def positions(self) -> int:
@@ -91,6 +109,9 @@ class Prior(nn.Module):
         self.start = nn.Parameter(torch.randn(D) * 0.02)  # input of the first frame
         self.mask = nn.Parameter(torch.randn(D) * 0.02)  # input of a dropped previous frame
         self.episode = nn.Embedding(d.n_episodes + 1, D)
+        if d.style_dim > 0:
+            self.style_encoder = StyleEncoder(d.code_heads, K, P, d.style_dim, d.style_hidden)
+            self.style_proj = nn.Linear(d.style_dim, D)
         self.blocks = nn.ModuleList(Block(D, d.heads, d.mlp_ratio) for _ in range(d.layers))
         self.norm = nn.LayerNorm(D)
         # spatial head: frame vector → every position × head of the frame, in parallel
@@ -157,8 +178,16 @@ class Prior(nn.Module):
         code_noise: float = 0.0,
         episode_dropout: float = 0.0,
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Logits (B, T, H', W', heads, num_codes) of frame t given frames < t and all audio."""
+        style: torch.Tensor | str | None = "posterior",
+        return_kl: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, T, H', W', heads, num_codes) of frame t given frames < t and all audio
+        (and, with `return_kl`, the per-dimension KL (style_dim,) of the style posterior to
+        N(0, I), averaged over the batch; zeros(0) without a style latent).
+
+        `style` (ignored when style_dim = 0): "posterior" = encoded from `codes` themselves
+        (a reparameterised draw in training mode, the mean in eval mode), a (B, style_dim) or
+        (style_dim,) tensor z, or None = z = 0 (the prior's mean)."""
         self._check_codes(codes)
         B, T = codes.shape[:2]
         dev = codes.device
@@ -182,8 +211,49 @@ class Prior(nn.Module):
         if audio.shape[1] != T:
             raise ValueError(f"mel gives {audio.shape[1]} frames for {T} frames of codes")
         x = prev + self.audio_proj(audio) + self.episode(episode)[:, None]
+        kl = x.new_zeros(0)
+        if self.dims.style_dim > 0:
+            z, kl = self._style_input(codes, style, generator)
+            x = x + self.style_proj(z.to(x.dtype))[:, None]
         h = self._frames(x, context_frames or self.dims.context_frames)
-        return self.spatial(h, skip)
+        logits = self.spatial(h, skip)
+        return (logits, kl) if return_kl else logits
+
+    def _style_input(self, codes, style, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, style_dim) z and (style_dim,) batch-mean KL (zeros when z is given)."""
+        B, S = codes.shape[0], self.dims.style_dim
+        if isinstance(style, str):
+            if style != "posterior":
+                raise ValueError(f"style must be 'posterior', a tensor or None, got {style!r}")
+            mu, logvar = self.style_encoder(codes)  # (B, S) each
+            kl = 0.5 * (mu.float() ** 2 + logvar.float().exp() - 1.0 - logvar.float()).mean(0)  # (S,)
+            if self.training:
+                eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+                return mu + (0.5 * logvar).exp() * eps, kl
+            return mu, kl
+        if style is None:
+            z = codes.new_zeros(B, S, dtype=self.style_proj.weight.dtype)
+        else:
+            z = torch.as_tensor(style, dtype=self.style_proj.weight.dtype, device=codes.device)
+            z = z.expand(B, S) if z.ndim == 1 else z
+        return z, z.new_zeros(S, dtype=torch.float32)
+
+    @torch.no_grad()
+    def encode_style(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (T, H', W', heads) of a reference clip → (style_dim,) mean of its style posterior."""
+        if self.dims.style_dim == 0:
+            raise ValueError("this prior was trained without a style latent (style_dim: 0)")
+        codes = torch.as_tensor(codes, device=next(self.parameters()).device).long()
+        self._check_codes(codes[None])
+        mu, _ = self.style_encoder(codes[None])
+        return mu[0]
+
+    def style_from_seed(self, seed: int) -> torch.Tensor:
+        """(style_dim,) draw from N(0, I), fixed by `seed`."""
+        if self.dims.style_dim == 0:
+            raise ValueError("this prior was trained without a style latent (style_dim: 0)")
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn(self.dims.style_dim, generator=g)
 
     def _frames(self, x: torch.Tensor, context: int) -> torch.Tensor:
         T = x.shape[1]
@@ -210,54 +280,97 @@ class Prior(nn.Module):
         context_frames: int | None = None,
         audio_chunk_frames: int = 256,
         cpu_threads: int | None = 1,
+        style: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Codes (T, H', W', heads) long, frame by frame with a sliding KV cache of
         `context_frames` frames (default: the trained window). temperature ≤ 0 or top_k = 1 is
-        greedy. Deterministic for a given seed; equals the uncached forward for the same codes.
-
-        On CPU the per-frame ops are too small to split across threads: sampling runs with
-        `cpu_threads` intra-op threads (measured on the shared 2-core machine: 1 thread ≈ 90
-        frames/s, 2 threads ≈ 10 frames/s under load); None keeps torch's setting."""
+        greedy. Deterministic for a given seed; equals the uncached forward for the same codes
+        (and the same `style` z; None = 0). See `sample_iter` for the streaming form."""
         param = next(self.parameters())
-        if param.device.type != "cpu" or cpu_threads is None:
-            return self._sample(mel, episode_index, temperature, top_k, top_p, seed, context_frames, audio_chunk_frames)
-        before = torch.get_num_threads()
-        torch.set_num_threads(cpu_threads)
-        try:
-            return self._sample(mel, episode_index, temperature, top_k, top_p, seed, context_frames, audio_chunk_frames)
-        finally:
-            torch.set_num_threads(before)
+        mel = torch.as_tensor(mel, dtype=param.dtype, device=param.device)
+        T = mel.shape[0] // MELS_PER_FRAME
+        d = self.dims
+        out = torch.empty(T, d.grid_h, d.grid_w, d.code_heads, dtype=torch.long, device=param.device)
+        frames = self.sample_iter(lambda lo, hi: mel[lo * MELS_PER_FRAME : hi * MELS_PER_FRAME], T, episode_index,
+                                  temperature, top_k, top_p, seed, context_frames, audio_chunk_frames, cpu_threads,
+                                  style)
+        for t, codes in enumerate(frames):
+            out[t] = codes
+        return out
 
-    def _sample(self, mel, episode_index, temperature, top_k, top_p, seed, context_frames, audio_chunk_frames):
+    @torch.no_grad()
+    def sample_iter(
+        self,
+        mel_fn: Callable[[int, int], torch.Tensor],  # (lo, hi) video frames → (4(hi-lo), n_mels) mel
+        n_frames: int,
+        episode_index: int | None = None,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        context_frames: int | None = None,
+        audio_chunk_frames: int = 256,
+        cpu_threads: int | None = 1,
+        style: torch.Tensor | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yield the codes (H', W', heads) of frames 0..n_frames-1 one by one, in memory that
+        does not grow with n_frames: the mel is read through `mel_fn` a chunk at a time, the
+        audio is encoded in chunks of `audio_chunk_frames` with the encoder's receptive field of
+        real context either side (exactly what one pass over all the audio gives), and the
+        frame transformer keeps a KV cache of the last `context_frames` frames — the same
+        sliding window it was trained with, so there is no window border to show as a seam.
+
+        On CPU the per-frame ops are too small to split across threads: each step runs with
+        `cpu_threads` intra-op threads (measured on the shared 2-core machine: 1 thread ≈ 90
+        frames/s, 2 threads ≈ 10 frames/s under load) and the caller's setting is restored
+        while it holds the frame; None keeps torch's setting."""
         d = self.dims
         param = next(self.parameters())
-        dev = param.device
+        dev, dtype = param.device, param.dtype
+        threads = cpu_threads if dev.type == "cpu" and cpu_threads is not None else None
         context = context_frames or d.context_frames
-        mel = torch.as_tensor(mel, dtype=param.dtype, device=dev)
-        mel = mel[: mel.shape[0] // MELS_PER_FRAME * MELS_PER_FRAME]  # whole video frames only
+        chunk = max(1, int(audio_chunk_frames))
+        margin = self.audio.receptive_frames()
         gen = torch.Generator(device=dev).manual_seed(int(seed))
-        audio = self.audio_proj(self.audio.encode_chunked(mel[None], audio_chunk_frames))  # (1, T, D)
-        T = audio.shape[1]
         ep = self.episode(torch.tensor([self.episode_row(episode_index)], device=dev))  # (1, D)
+        bias = ep[:, None]  # (1, 1, D): everything added to every frame input but prev + audio
+        if d.style_dim > 0:
+            z = torch.zeros(d.style_dim) if style is None else torch.as_tensor(style)
+            bias = bias + self.style_proj(z.to(device=dev, dtype=dtype).reshape(1, 1, d.style_dim))
+        elif style is not None:
+            raise ValueError("this prior was trained without a style latent (style_dim: 0)")
         caches = [dict() for _ in self.blocks]
-        out = torch.empty(T, d.grid_h, d.grid_w, d.code_heads, dtype=torch.long, device=dev)
         prev = self.start.view(1, 1, -1)
-        skip = torch.zeros(1, 1, d.positions, d.spatial_dim, device=dev, dtype=param.dtype)
+        skip = torch.zeros(1, 1, d.positions, d.spatial_dim, device=dev, dtype=dtype)
         hd = d.dim // d.heads
-        for t in range(T):
-            x = prev + audio[:, t : t + 1] + ep[:, None]  # (1, 1, D)
-            cos, sin = rope_angles(torch.tensor([t], device=dev), hd)
-            for block, cache in zip(self.blocks, caches):
-                if cache.get("k") is not None and cache["k"].shape[2] >= context:
-                    cache["k"] = cache["k"][:, :, -(context - 1) :] if context > 1 else None
-                    cache["v"] = cache["v"][:, :, -(context - 1) :] if context > 1 else None
-                x = block(x, cos, sin, cache=cache)
-            logits = self.spatial(self.norm(x), skip)[0, 0]  # (H', W', heads, K)
-            codes = sample_logits(logits, temperature, top_k, top_p, gen)  # (H', W', heads)
-            out[t] = codes
-            prev = self.embed_frames(codes[None, None])  # (1, 1, D)
-            skip = self.embed_skip(codes[None, None])  # (1, 1, P, S)
-        return out
+        audio, a_start, a_stop = None, 0, 0
+        for t in range(int(n_frames)):
+            before = torch.get_num_threads() if threads else None
+            if threads:
+                torch.set_num_threads(threads)
+            try:
+                if t >= a_stop:  # next audio chunk, with real context either side
+                    a_start, a_stop = t, min(t + chunk, n_frames)
+                    lo, hi = max(0, a_start - margin), min(n_frames, a_stop + margin)
+                    mel = torch.as_tensor(mel_fn(lo, hi), device=dev, dtype=dtype)
+                    if mel.shape[0] != (hi - lo) * MELS_PER_FRAME:
+                        raise ValueError(f"mel_fn({lo}, {hi}) gave {mel.shape[0]} mel frames, want {(hi - lo) * MELS_PER_FRAME}")
+                    audio = self.audio_proj(self.audio(mel[None])[:, a_start - lo : a_stop - lo])  # (1, chunk, D)
+                x = prev + audio[:, t - a_start : t - a_start + 1] + bias  # (1, 1, D)
+                cos, sin = rope_angles(torch.tensor([t], device=dev), hd)
+                for block, cache in zip(self.blocks, caches):
+                    if cache.get("k") is not None and cache["k"].shape[2] >= context:
+                        cache["k"] = cache["k"][:, :, -(context - 1) :] if context > 1 else None
+                        cache["v"] = cache["v"][:, :, -(context - 1) :] if context > 1 else None
+                    x = block(x, cos, sin, cache=cache)
+                logits = self.spatial(self.norm(x), skip)[0, 0]  # (H', W', heads, K)
+                codes = sample_logits(logits, temperature, top_k, top_p, gen)  # (H', W', heads)
+                prev = self.embed_frames(codes[None, None])  # (1, 1, D)
+                skip = self.embed_skip(codes[None, None])  # (1, 1, P, S)
+            finally:
+                if threads:
+                    torch.set_num_threads(before)
+            yield codes
 
 
 def sample_logits(

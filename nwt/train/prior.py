@@ -1,7 +1,11 @@
 """Train the audio-conditioned prior (FAR) on token shards, resumably.
 
 Teacher forcing on random windows of `window_frames` frames (with their 4× mel) drawn from
-the train clips, cross-entropy over every code. AdamW (fused where supported), linear warm-up
+the train clips, cross-entropy over every code. With a style latent (`style_dim > 0`) the loss
+is the negative ELBO per code: cross-entropy + `style_kl_weight` × KL(q(z | window) ‖ N(0, I))
+/ codes per window, the KL counted per dimension with free bits (`style_free_bits` nats: a
+dimension below it costs nothing, so the encoder is not pushed to collapse) and its weight
+ramped linearly from 0 over `style_kl_anneal_steps`. AdamW (fused where supported), linear warm-up
 + cosine decay, gradient clipping, bf16 autocast on CUDA only. DDP when WORLD_SIZE > 1 (gloo
 on CPU, nccl on CUDA); rank 0 writes.
 
@@ -71,10 +75,16 @@ DEFAULTS = dict(
     episode_dropout=0.1,
     checkpoint_every=50,
     log_every=10,
+    style_dim=8,
+    style_hidden=64,
+    style_kl_weight=1.0,
+    style_free_bits=0.25,
+    style_kl_anneal_steps=50,
 )
 # changing these does not change what a step computes: a run with more steps resumes
 RESUME_NEUTRAL_KEYS = ("steps", "checkpoint_every", "log_every")
-DIMS_KEYS = ("mode", "layers", "dim", "heads", "audio_layers", "audio_window", "context_frames", "code_dim", "spatial_dim", "logit_scale")
+DIMS_KEYS = ("mode", "layers", "dim", "heads", "audio_layers", "audio_window", "context_frames", "code_dim", "spatial_dim", "logit_scale",
+             "style_dim", "style_hidden")
 
 
 # ---------------------------------------------------------------- data
@@ -147,10 +157,17 @@ def unigram_log2p(clips: list[ClipTensors], heads: int, num_codes: int) -> torch
 @torch.no_grad()
 def evaluate(model: Prior, windows, batch_size: int, device, unigram: torch.Tensor) -> dict:
     """Teacher-forced NLL (bits/code), the same with each window's mel taken from the next
-    window (shuffled audio), code accuracy, and the unigram cross-entropy of the codes."""
+    window (shuffled audio), code accuracy, the unigram cross-entropy of the codes, and the
+    style posterior's KL to N(0, I) (nats per window, 0 without a style latent).
+
+    With a style latent the NLL figures are negative ELBOs (an upper bound on the NLL): the
+    cross-entropy with z = the posterior mean of each window's own codes, plus the window's KL
+    (in bits) spread over its codes — so the reference encoder cannot lower them by leaking the
+    window's content."""
     if not windows:
         nan = float("nan")
-        return dict(nll_bits_per_code=nan, nll_shuffled_audio_bits_per_code=nan, unigram_entropy_bits=nan, code_accuracy=nan)
+        return dict(nll_bits_per_code=nan, nll_shuffled_audio_bits_per_code=nan, unigram_entropy_bits=nan,
+                    code_accuracy=nan, kl=nan)
     was_training = model.training
     model.eval()
     codes_all = torch.stack([w[0] for w in windows])
@@ -160,7 +177,7 @@ def evaluate(model: Prior, windows, batch_size: int, device, unigram: torch.Tens
         mel_shuf = mel_all.roll(1, dims=0)
     else:  # one window: pair frames with audio half a window away
         mel_shuf = mel_all.roll(mel_all.shape[1] // 2, dims=1)
-    tot = dict(nll=0.0, shuf=0.0, correct=0.0, uni=0.0)
+    tot = dict(nll=0.0, shuf=0.0, correct=0.0, uni=0.0, kl=0.0)
     n = 0
     K = model.dims.num_codes
     for s in range(0, len(windows), batch_size):
@@ -168,12 +185,14 @@ def evaluate(model: Prior, windows, batch_size: int, device, unigram: torch.Tens
         ep = ep_all[s : s + batch_size].to(device)
         for key, mel in (("nll", mel_all), ("shuf", mel_shuf)):
             with _autocast(device):
-                logits = model(codes, mel[s : s + batch_size].to(device), ep)
+                logits, kl = model(codes, mel[s : s + batch_size].to(device), ep, return_kl=True)
             flat = logits.reshape(-1, K).float()
             target = codes.reshape(-1)
-            tot[key] += torch.nn.functional.cross_entropy(flat, target, reduction="sum").item()
+            kl_sum = kl.float().sum().item() * codes.shape[0]  # nats, all windows of the batch
+            tot[key] += torch.nn.functional.cross_entropy(flat, target, reduction="sum").item() + kl_sum
             if key == "nll":
                 tot["correct"] += (flat.argmax(-1) == target).sum().item()
+                tot["kl"] += kl_sum
         heads = codes.shape[-1]
         flat_codes = codes.reshape(-1, heads).cpu()
         tot["uni"] += -sum(unigram[k][flat_codes[:, k]].sum().item() for k in range(heads))
@@ -184,6 +203,7 @@ def evaluate(model: Prior, windows, batch_size: int, device, unigram: torch.Tens
         nll_shuffled_audio_bits_per_code=tot["shuf"] / n / LN2,
         unigram_entropy_bits=tot["uni"] / n,
         code_accuracy=tot["correct"] / n,
+        kl=tot["kl"] / len(windows),
     )
 
 
@@ -245,6 +265,17 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def style_kl_term(kl: torch.Tensor, step: int, cfg: dict, codes_per_window: int) -> torch.Tensor:
+    """KL part of the per-code negative ELBO: weight (annealed linearly from 0 over
+    `style_kl_anneal_steps`) × Σ_dims max(KL_dim, free bits) / codes per window. `kl` is the
+    batch-mean KL per style dimension (empty without a style latent → 0)."""
+    if kl.numel() == 0:
+        return kl.new_zeros(())
+    anneal = int(cfg["style_kl_anneal_steps"])
+    weight = float(cfg["style_kl_weight"]) * (min(1.0, (step + 1) / anneal) if anneal > 0 else 1.0)
+    return weight * kl.float().clamp_min(float(cfg["style_free_bits"])).sum() / codes_per_window
 
 
 def _step_seed(seed: int, rank: int, step: int) -> list[int]:
@@ -360,19 +391,20 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
     start_step = step
     frames_seen = 0
     bar = tqdm(total=steps, initial=step, desc="train_prior", disable=rank != 0, dynamic_ncols=True)
-    acc_loss, acc_correct, acc_n, acc_steps = 0.0, 0.0, 0, 0
+    acc_loss, acc_correct, acc_n, acc_steps, acc_kl = 0.0, 0.0, 0, 0, 0.0
     while step < steps:
         rng = np.random.default_rng(_step_seed(seed, rank, step))
         codes, mel, ep = sample_batch(train_clips, int(cfg["batch_size"]), int(cfg["window_frames"]), rng)
         codes, mel, ep = codes.to(device), mel.to(device), ep.to(device)
         gen = torch.Generator(device=device).manual_seed(int(rng.integers(0, 2**62)))
         with _autocast(device):
-            logits = ddp(
+            logits, kl = ddp(
                 codes, mel, ep,
                 prev_frame_dropout=float(cfg["prev_frame_dropout"]), code_noise=float(cfg["code_noise"]),
-                episode_dropout=float(cfg["episode_dropout"]), generator=gen,
+                episode_dropout=float(cfg["episode_dropout"]), generator=gen, return_kl=True,
             )
-        loss = model.loss(logits, codes)
+        ce = model.loss(logits, codes)
+        loss = ce + style_kl_term(kl, step, cfg, codes[0].numel())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg["grad_clip"] and cfg["grad_clip"] > 0:
@@ -382,7 +414,8 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
         step += 1
         frames_seen += codes.shape[0] * codes.shape[1] * world
 
-        acc_loss += loss.item()
+        acc_loss += ce.item()
+        acc_kl += kl.float().sum().item()
         acc_steps += 1
         with torch.no_grad():
             acc_correct += (logits.argmax(-1) == codes).sum().item()
@@ -395,11 +428,12 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
                 live.log_metric("train/loss", mean_loss)
                 live.log_metric("train/nll_bits_per_code", mean_loss / LN2)
                 live.log_metric("train/code_accuracy", acc_correct / acc_n)
+                live.log_metric("train/kl", acc_kl / acc_steps)
                 live.log_metric("train/lr", scheduler.get_last_lr()[0])
                 live.log_metric("train/wall_s", time.time() - t_begin, plot=False)
                 live.next_step()
                 bar.set_postfix(bits=f"{mean_loss / LN2:.3f}", acc=f"{acc_correct / acc_n:.3f}")
-                acc_loss, acc_correct, acc_n, acc_steps = 0.0, 0.0, 0, 0
+                acc_loss, acc_correct, acc_n, acc_steps, acc_kl = 0.0, 0.0, 0, 0, 0.0
         if step % int(cfg["checkpoint_every"]) == 0 or step == steps:
             save_last()
         if stop_after is not None and step >= stop_after and step < steps:
@@ -438,9 +472,9 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
         live.log_metric("train/wall_s", wall, plot=False)
         live.end()
         log.info(
-            "prior: %d steps, val %.3f bits/code (shuffled audio %.3f, unigram %.3f), accuracy %.3f, %.0f s",
+            "prior: %d steps, val %.3f bits/code (shuffled audio %.3f, unigram %.3f), accuracy %.3f, kl %.2f nats, %.0f s",
             step, val["nll_bits_per_code"], val["nll_shuffled_audio_bits_per_code"], val["unigram_entropy_bits"],
-            val["code_accuracy"], wall,
+            val["code_accuracy"], val["kl"], wall,
         )
     _barrier(world)
     return metrics

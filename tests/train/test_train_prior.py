@@ -67,6 +67,7 @@ def test_learns_to_listen(tokens, tmp_path):
     assert val["nll_bits_per_code"] < 0.5 * val["unigram_entropy_bits"], val
     assert val["nll_shuffled_audio_bits_per_code"] > val["nll_bits_per_code"] + 0.5, val
     assert val["code_accuracy"] > 0.8, val
+    assert 0 <= val["kl"] < 20, val  # the style posterior's KL per window (nats), in the ELBO above
     # the exported prior rebuilds from the file alone and samples what the audio says
     model, meta = load_prior(tmp_path / "ckpt" / "prior.pt", "cpu")
     assert meta["episode_ids"] == EPISODES and meta["step"] == 150 and meta["timing"]["fps"] == 25
@@ -126,3 +127,42 @@ def test_ddp_gloo_two_processes(tokens, tmp_path):
     torch.multiprocessing.spawn(_ddp_worker, args=(2, port, tokens, tmp_path), nprocs=2, join=True)
     ckpt = torch.load(tmp_path / "ckpt" / "prior.pt", weights_only=True)
     assert ckpt["step"] == 2
+
+
+def test_no_style_latent_has_zero_kl(tokens, tmp_path):
+    m = run(tokens, tmp_path, steps=2, style_dim=0)
+    assert m["val"]["kl"] == 0.0
+    assert torch.load(tmp_path / "ckpt" / "prior.pt", weights_only=True)["dims"]["style_dim"] == 0
+
+
+def test_style_kl_term_free_bits_and_annealing():
+    from nwt.train.prior import style_kl_term
+
+    cfg = dict(style_kl_weight=1.0, style_free_bits=0.5, style_kl_anneal_steps=10)
+    kl = torch.tensor([0.1, 2.0])
+    assert style_kl_term(kl, 9, cfg, 10).item() == pytest.approx((0.5 + 2.0) / 10)
+    assert style_kl_term(kl, 4, cfg, 10).item() == pytest.approx(0.5 * (0.5 + 2.0) / 10)
+    assert style_kl_term(torch.zeros(0), 9, cfg, 10).item() == 0.0
+
+
+def test_no_seam_at_context_window_borders(tokens, tmp_path):
+    """Long sampling with a trained tiny model: the frame-to-frame code change at the borders
+    of context windows (every context_frames frames) and of audio chunks is no larger than
+    inside them — the sliding KV cache has no border to show."""
+    run(tokens, tmp_path, steps=40, checkpoint_every=40, log_every=20)
+    model, _ = load_prior(tmp_path / "ckpt" / "prior.pt", "cpu")
+    ctx = model.dims.context_frames  # 8
+    _, mel = synth_clip(np.random.default_rng(5), 480)
+    codes = model.sample(torch.from_numpy(mel), 0, temperature=1.0, seed=0, audio_chunk_frames=2 * ctx).numpy()
+    change = (codes[1:] != codes[:-1]).reshape(len(codes) - 1, -1).mean(1)  # change[i]: frame i → i+1
+    t = np.arange(1, len(codes))  # the frame each change leads to
+    border = change[t % ctx == 0]
+    inside = change[t % ctx != 0]
+    se = np.sqrt(border.var() / len(border) + inside.var() / len(inside))
+    print(f"seam: border {border.mean():.3f} ± {border.std() / np.sqrt(len(border)):.3f} (n={len(border)}), "
+          f"inside {inside.mean():.3f} (n={len(inside)})")
+    assert border.mean() <= inside.mean() + 3 * se + 0.02, (border.mean(), inside.mean(), se)
+    # and the codes follow the audio across borders as inside windows
+    truth, _ = synth_clip(np.random.default_rng(5), 480)
+    hit = (codes == truth).reshape(len(codes), -1).mean(1)
+    assert abs(hit[np.arange(len(codes)) % ctx == 0].mean() - hit.mean()) < 0.1

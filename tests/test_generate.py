@@ -1,0 +1,225 @@
+"""nwt.generate with tiny randomly initialised models: streamed log-mel equals log_mel, bounded
+memory for long audio, the streamed mp4 (audio, provenance, mark), style control, the CLI."""
+import subprocess
+import sys
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from nwt.constants import Timing
+from nwt.generate import Generator, MelStream, centre_crop_resize, generate
+from nwt.models.audio_features import log_mel
+from nwt.models.dvae import DVAE, DVAEDims
+from nwt.models.prior import Prior, PriorDims
+
+torch.set_num_threads(1)
+
+SR = 16000
+DVAE_TINY = dict(channels=8, max_mult=2, code_dim=16, num_codes=16, heads=2, episode_dim=8, n_episodes=2,
+                 height=64, width=64)
+PRIOR_TINY = dict(layers=1, dim=32, heads=2, audio_layers=1, audio_window=2, context_frames=8, grid_h=4, grid_w=4,
+                  code_heads=2, num_codes=16, n_episodes=2, code_dim=4, spatial_dim=8, style_dim=4, style_hidden=16)
+EPISODES = ["ep0", "ep1"]
+
+
+def speech(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise bursts at a syllable rate: loud enough not to be silent, varied enough to matter."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
+    return (rng.standard_normal(len(t)) * 0.1 * env).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    dvae = DVAE(DVAEDims(**DVAE_TINY))
+    torch.save(dict(dims=asdict(dvae.dims), state_dict=dvae.state_dict(), episode_ids=EPISODES, unseen_ids=[],
+                    timing=dict(fps=25, sample_rate=SR), fingerprint="dvae-test", step=0), root / "dvae.pt")
+    prior = Prior(PriorDims(**PRIOR_TINY))
+    torch.save(dict(dims=asdict(prior.dims), state_dict=prior.state_dict(), episode_ids=EPISODES,
+                    timing=dict(fps=25, sample_rate=SR), fingerprint="prior-test", step=0), root / "prior.pt")
+    return root / "dvae.pt", root / "prior.pt"
+
+
+def test_mel_stream_equals_log_mel():
+    timing = Timing()
+    audio = speech(3.3)
+    audio[: SR // 2] *= 40  # a loud start: the 8-decade floor comes from the global peak
+    audio = audio[: len(audio) // 640 * 640]
+    full = log_mel(audio, timing)
+    stream = MelStream(audio, timing, chunk_frames=7)
+    assert stream.n_frames == len(audio) // 640
+    for lo, hi in ((0, 5), (3, 40), (70, stream.n_frames), (0, stream.n_frames)):
+        assert torch.allclose(stream(lo, hi), full[4 * lo : 4 * hi], atol=1e-5), (lo, hi)
+
+
+def test_stream_equals_from_audio_and_is_deterministic(models):
+    gen = Generator(*models)
+    audio = speech(1.0)
+    a = gen.from_audio(audio, "ep0", temperature=1.0, seed=3)
+    assert a.frames.shape == (25, 64, 64, 3) and a.frames.dtype == np.uint8 and a.codes.shape == (25, 4, 4, 2)
+    chunks = list(gen.stream(audio, "ep0", 1.0, seed=3, decode_chunk=4))
+    assert [len(f) for _, f in chunks] == [4] * 6 + [1]
+    assert np.array_equal(np.concatenate([c for c, _ in chunks]), a.codes)
+    assert np.array_equal(np.concatenate([f for _, f in chunks]), a.frames)
+    b = gen.from_audio(audio, "ep0", temperature=1.0, seed=4)
+    assert not np.array_equal(a.codes, b.codes)
+    # the prior's sampler on the whole mel gives the same codes as the streamed one
+    mel = log_mel(audio, gen.timing)
+    whole = gen.prior.sample(mel, 0, temperature=1.0, seed=3)
+    assert np.array_equal(whole.numpy().astype(np.uint16), a.codes)
+
+
+def test_bad_audio_errors(models):
+    gen = Generator(*models)
+    with pytest.raises(ValueError, match="silent"):
+        gen.from_audio(np.zeros(SR, np.float32))
+    with pytest.raises(ValueError, match="long"):
+        gen.from_audio(speech(0.1))
+    with pytest.raises(ValueError, match="unknown episode"):
+        gen.from_audio(speech(1.0), "nope")
+
+
+MEM_SCRIPT = r"""
+import sys, numpy as np, torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[4])
+from test_generate import speech
+from nwt.generate import Generator
+gen = Generator(sys.argv[1], sys.argv[2])
+audio = speech(float(sys.argv[3]))
+for _ in gen.stream(speech(1.0)):  # warm-up: lazy inits, allocator pools
+    pass
+def status(key):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key))
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak resident set size
+base = status("VmRSS")
+n = 0
+for codes, frames in gen.stream(audio):
+    n += len(frames)
+print(n, status("VmHWM") - base)
+"""
+
+
+def _peak_kb(models, seconds, here) -> tuple[int, int]:
+    out = subprocess.run([sys.executable, "-c", MEM_SCRIPT, str(models[0]), str(models[1]), str(seconds), str(here)],
+                         capture_output=True, text=True, check=True)
+    n, kb = out.stdout.split()
+    return int(n), int(kb)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak RSS reset needs Linux /proc")
+def test_peak_memory_of_2_minutes_is_that_of_20_seconds(models, request):
+    """Peak resident memory of generation (above the loaded models and the input audio) for
+    120 s of audio stays within 1.5× of that for 20 s: nothing grows with the length but the
+    uint16 codes. (Holding the frames would make it ≈ 6×: 3000 × 12 kB vs 500 × 12 kB.)"""
+    here = request.path.parent
+    n20, kb20 = _peak_kb(models, 20, here)
+    n120, kb120 = _peak_kb(models, 120, here)
+    assert (n20, n120) == (500, 3000)
+    print(f"peak above baseline: 20 s {kb20} kB, 120 s {kb120} kB")
+    assert kb120 <= 1.5 * max(kb20, 4096), (kb20, kb120)  # 4 MB floor: allocator noise on tiny figures
+
+
+def test_write_stream_mp4_audio_provenance_mark(models, tmp_path):
+    gen = Generator(*models)
+    audio = speech(2.0)
+    wav = tmp_path / "speech.wav"
+    import soundfile
+
+    soundfile.write(wav, audio, SR)
+    frames_done = []
+    out = tmp_path / "video.mp4"
+    result = generate(wav, out, "ep1", dvae=models[0], prior=models[1], style_seed=5, on_frames=frames_done.append)
+    assert result.frames is None and result.codes.shape == (50, 4, 4, 2) and sum(frames_done) == 50
+    from nwt.data.media import iter_frames, probe
+
+    info = probe(out)
+    assert info.has_video and info.has_audio and (info.width, info.height) == (64, 64)
+    assert 1.8 < info.duration_s < 2.3
+    tags = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of", "csv=p=0",
+                           str(out)], capture_output=True, text=True).stdout
+    assert "generated by nwt" in tags and "prior-test" in tags
+    assert not list(tmp_path.glob(".video.*"))  # no temp file left behind
+    # same seeds → same codes as the in-memory path; mark off → different pixels in the corner
+    again = gen.from_audio(audio, "ep1", style=gen.style_vector(style_seed=5))
+    assert np.array_equal(again.codes, result.codes)
+    plain = tmp_path / "plain.mp4"
+    gen.write_stream(audio, plain, "ep1", mark=False, style=gen.style_vector(style_seed=5))
+    marked_f = next(iter_frames(out, 25)).astype(int)
+    plain_f = next(iter_frames(plain, 25)).astype(int)
+    assert np.abs(marked_f - plain_f).max() > 50  # the white "SYNTHETIC" text
+
+
+def test_style_control(models, tmp_path):
+    gen = Generator(*models)
+    audio = speech(1.0)
+    z1, z2 = gen.style_vector(style_seed=1), gen.style_vector(style_seed=2)
+    assert z1.shape == (4,) and torch.equal(z1, gen.style_vector(style_seed=1)) and not torch.equal(z1, z2)
+    a = gen.from_audio(audio, "ep0", temperature=0, style=z1 * 30)
+    b = gen.from_audio(audio, "ep0", temperature=0, style=z2 * 30)
+    assert not np.array_equal(a.codes, b.codes)  # the style latent reaches the codes
+    with pytest.raises(ValueError, match="either"):
+        gen.style_vector(style_seed=1, style_from="x.mp4")
+    # a reference video (not at the crop's size or aspect): its codes' style mean
+    ref = tmp_path / "ref.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=96x80:rate=25:duration=1",
+                    "-pix_fmt", "yuv420p", str(ref)], check=True)
+    z = gen.style_vector(style_from=ref)
+    assert z.shape == (4,) and torch.isfinite(z).all()
+    assert gen.reference_codes(ref).shape == (25, 4, 4, 2)
+
+
+def test_centre_crop_resize():
+    wide = np.zeros((100, 300, 3), np.uint8)
+    wide[:, 100:200] = 255  # the centre
+    out = centre_crop_resize(wide, 256, 224)
+    assert out.shape == (256, 224, 3) and out.mean() > 200
+    same = np.random.default_rng(0).integers(0, 255, (256, 224, 3), dtype=np.uint8)
+    assert np.array_equal(centre_crop_resize(same), same)
+
+
+def test_no_style_latent_errors(tmp_path, models):
+    prior = Prior(PriorDims(**{**PRIOR_TINY, "style_dim": 0}))
+    path = tmp_path / "prior0.pt"
+    torch.save(dict(dims=asdict(prior.dims), state_dict=prior.state_dict(), episode_ids=EPISODES,
+                    timing=dict(fps=25, sample_rate=SR), fingerprint="p0", step=0), path)
+    gen = Generator(models[0], path)
+    assert gen.style_vector() is None
+    with pytest.raises(ValueError, match="style_dim"):
+        gen.style_vector(style_seed=1)
+    assert gen.from_audio(speech(0.5)).frames.shape == (12, 64, 64, 3)
+
+
+def test_cli_help_and_generate(models, tmp_path):
+    from nwt.cli import build_parser, main
+
+    sub = build_parser()._subparsers._group_actions[0].choices["generate"]
+    helps = {a.dest: a.help for a in sub._actions}
+    for opt in ("audio", "out", "episode", "style_from", "style_seed", "temperature", "top_k", "top_p", "seed",
+                "device", "no_mark", "dvae", "prior"):
+        assert helps.get(opt), opt
+    import soundfile
+
+    wav = tmp_path / "s.wav"
+    soundfile.write(wav, speech(1.0), SR)
+    out = tmp_path / "o.mp4"
+    assert main(["generate", "--audio", str(wav), "--out", str(out), "--episode", "ep0", "--style-seed", "3",
+                 "--temperature", "0.5", "--dvae", str(models[0]), "--prior", str(models[1]), "--no-mark"]) == 0
+    assert out.is_file()
+    assert main(["generate", "--audio", str(wav), "--out", str(out), "--episode", "zz", "--dvae", str(models[0]),
+                 "--prior", str(models[1])]) == 2
+
+
+def test_episode_control_runs_on_a_generator(models):
+    from nwt.eval.control import episode_control, region_stats
+
+    gen = Generator(*models)
+    refs = {"ep0": region_stats(np.full((1, 64, 64, 3), 40, np.uint8)),
+            "ep1": region_stats(np.full((1, 64, 64, 3), 220, np.uint8))}
+    out = episode_control(gen, [speech(0.4)], refs, temperature=0.5)
+    assert out["generations"] == 2 and 0.0 <= out["accuracy"] <= 1.0
