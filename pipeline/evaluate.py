@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from nwt.data.shards import iter_clips, shard_paths
 from nwt.data.tokens import load_token_clips, token_paths
+from nwt.eval.control import episode_control, real_region_stats
 from nwt.eval.gallery import write_gallery
 from nwt.eval.lipsync import load_scorer, lse_scores
 from nwt.eval.metrics import mouth_audio_corr, psnr_db
@@ -87,6 +88,15 @@ def main() -> None:
             lse_d_ratio=round(metrics["gen"]["lse_d"] / metrics["gt"]["lse_d"], 4) if metrics["gt"]["lse_d"] > 1e-6 else 0.0)
         metrics["rtf"] = round(gen_seconds / max(gen_wall, 1e-9), 3)
         metrics["test_clips"] = len(clips)
+        # episode control: the same test audio generated under every trained episode, decoded with
+        # the dVAE's <unk> look so that only the prior's codes carry the episode (val frames = reference)
+        references = real_region_stats((c.meta["episode_id"], c.frames)
+                                       for c in iter_clips(shard_paths(DATA / "shards", "val")))
+        control_audio = [c.audio for c in clips[: int(cfg["control_clips"])]]
+        control = episode_control(gen, control_audio, references, temperature=float(cfg["temperature"]),
+                                  top_k=int(cfg["top_k"]), seed=int(cfg["seed"]))
+        metrics["episode_control"] = dict(accuracy=round(float(control["accuracy"]), 4),
+                                          generations=int(control["generations"]))
         write_gallery(REPORTS / "index.html", samples, metrics)
 
 
