@@ -31,3 +31,12 @@ profile: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+## make the whisperx ASR env for segment.backend=whisperx (own venv: whisperx 3.8.6 pins torch 2.8 + torchaudio; ≈5 min, ≈7.6 GB)
+ASR_ENV ?= .asr-env
+.PHONY: asr-env
+asr-env:
+	python3 -m venv $(ASR_ENV)
+	$(ASR_ENV)/bin/pip install --upgrade pip
+	$(ASR_ENV)/bin/pip install whisperx==3.8.6
+	$(ASR_ENV)/bin/python -c "import whisperx; print('whisperx', whisperx.__version__ if hasattr(whisperx, '__version__') else 'ok', 'in $(ASR_ENV); models go to segment.whisperx.model_dir (models/asr) on first online run')"

@@ -1,4 +1,11 @@
-"""Stage `segment`: speech spans inside face-valid shots → clips table data/segment/clips.parquet."""
+"""Stage `segment`: speech inside face-valid shots → clips table data/segment/clips.parquet.
+
+The backend is `segment.backend` (see nwt/data/segment.py). With whisperx, the episodes are
+transcribed first, one after another, by a single worker in the ASR venv (its models load once;
+it is GPU-bound anyway); the Ray tasks then cut clips from those words. An episode whose
+transcription fails is rejected per shot with the worker's message; a missing ASR env stops the
+stage with the command that makes it.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +15,10 @@ from nwt.data.atomic import write_json, write_parquet
 from nwt.data.ledger import Ledger
 from nwt.data.media import MediaError
 from nwt.data.parallel import run_tasks, shutdown
-from nwt.data.segment import episode_clips
+from nwt.data.asr.whisperx_client import AsrError, client_from_params
+from nwt.data.segment import check_config, episode_clips
 from nwt.params import load_params, section, timing
-from nwt.stage import DATA, REPORTS, stage, write_ledger
+from nwt.stage import DATA, REPORTS, log, stage, write_ledger
 
 COLUMNS = ["episode_id", "clip", "key", "shot", "start_s", "end_s", "speech_start_s", "speech_end_s", "words"]
 HIST_BIN_S = 0.5
@@ -19,8 +27,7 @@ HIST_BIN_S = 0.5
 def main() -> None:
     params = load_params()
     cfg, t = section(params, "segment"), timing(params)
-    if cfg["backend"] != "webrtcvad":
-        raise ValueError(f"segment.backend {cfg['backend']!r} is not available; choose: webrtcvad")
+    check_config(cfg)
     with stage("segment") as metrics:
         episodes = pd.read_parquet(DATA / "download" / "episodes.parquet")
         tracks = pd.read_parquet(DATA / "faces" / "tracks.parquet")
@@ -30,10 +37,15 @@ def main() -> None:
             if len(ep_tracks):
                 jobs.append(dict(episode_id=ep.episode_id, path=ep.path, truth=ep.truth,
                                  shots=[(int(r.shot), int(r.start_frame), int(r.end_frame)) for r in ep_tracks.itertuples()]))
-        results = run_tasks(episode_clips, jobs, "segment speech", cfg=cfg, fps=t.fps, sample_rate=t.sample_rate)
+        asr_failed = _transcribe(jobs, cfg) if cfg["backend"] == "whisperx" else {}
+        todo = [j for j in jobs if j["episode_id"] not in asr_failed]
+        results = run_tasks(episode_clips, todo, "segment speech", cfg=cfg, fps=t.fps, sample_rate=t.sample_rate)
+        results += [(j, asr_failed[j["episode_id"]]) for j in jobs if j["episode_id"] in asr_failed]
         shutdown()
 
         ledger, rows, errors = Ledger("segment"), [], []
+        audio_s = compute_s = speech_s = 0.0
+        unaligned, vad_only = 0, []
         for job, res in results:
             episode_id = job["episode_id"]
             if isinstance(res, Exception):
@@ -54,6 +66,10 @@ def main() -> None:
                                  end_s=round(c.end_s, 3), speech_start_s=round(c.speech_start_s, 3),
                                  speech_end_s=round(c.speech_end_s, 3), words=[w["word"] for w in words]))
             errors += res["boundary_errors_s"]
+            audio_s, compute_s, speech_s = audio_s + res["audio_s"], compute_s + res["compute_s"], speech_s + res["speech_s"]
+            unaligned += res["unaligned_groups"]
+            if res["vad_only"]:
+                vad_only.append(episode_id)
         clips = pd.DataFrame(rows, columns=COLUMNS)
         write_parquet(DATA / "segment" / "clips.parquet", clips)
         write_ledger(ledger)
@@ -61,9 +77,29 @@ def main() -> None:
         _write_histogram(lengths)
         metrics.update(clips=len(clips), clips_rejected=ledger.rejected,
                        clip_hours=round(float(lengths.sum()) / 3600, 4),
-                       clip_mean_s=round(float(lengths.mean()), 3) if len(lengths) else 0.0)
+                       clip_mean_s=round(float(lengths.mean()), 3) if len(lengths) else 0.0,
+                       speech_hours=round(speech_s / 3600, 4), audio_hours=round(audio_s / 3600, 4),
+                       unaligned_groups=unaligned, episodes_vad_only=len(vad_only))
+        if vad_only:
+            log.warning("segment.backend pocketsphinx: no transcript for %s; cut on VAD spans only", ", ".join(vad_only))
+        if compute_s > 0:  # speech detection + alignment, per worker, in × real time (whisperx: in its worker)
+            metrics["segment_speed_x_realtime"] = round(audio_s / compute_s, 1)
         if errors:
             metrics["boundary_error_median_ms"] = round(1000 * float(np.median(errors)), 1)
+
+
+def _transcribe(jobs: list[dict], cfg: dict) -> dict[str, Exception]:
+    """whisperx: every episode's words into its job (job["words"]) → {episode_id: error} for failures."""
+    failed: dict[str, Exception] = {}
+    with client_from_params(cfg) as asr:  # a missing ASR env raises here, stopping the stage
+        for job in jobs:
+            try:
+                job["words"] = asr.transcribe(job["path"])["words"]
+            except AsrError as err:
+                if asr.proc is None or asr.proc.poll() is not None:
+                    raise  # the worker died: every later episode would fail the same way
+                failed[job["episode_id"]] = err
+    return failed
 
 
 def _write_histogram(lengths: np.ndarray) -> None:

@@ -45,3 +45,83 @@ def test_one_long_span_is_cut_into_pieces():
     clips = group_clips([(0.0, 20.0)], 0, 0.0, 30.0, 1.0, 8.0)
     assert len(clips) == 3
     assert all(c.end_s - c.start_s <= 8.0 for c in clips)
+
+
+# --- cutting on word lists (the word-level backends) -------------------------------------------
+
+from nwt.data.segment import Token, cut_clips  # noqa: E402
+
+
+def _words(rng, seconds, pause_every=8, start=0.2):
+    """A word stream: 0.15–0.5 s words, mostly abutting, a 0.3–0.8 s pause every ≈pause_every words."""
+    out, t = [], start
+    while t < seconds - 0.6:
+        d = float(rng.uniform(0.15, 0.5))
+        out.append(Token(t, t + d, f"w{len(out)}"))
+        t += d + (float(rng.uniform(0.3, 0.8)) if rng.random() < 1 / pause_every else float(rng.uniform(0, 0.04)))
+    return out
+
+
+def _assert_no_word_split(clips, words):
+    kept = [c for c in clips if c.status == "kept"]
+    for w in words:
+        for c in kept:
+            inside = c.start_s < w.end_s and w.start_s < c.end_s
+            assert not inside or (c.start_s <= w.start_s and w.end_s <= c.end_s), (w, c)
+
+
+def test_word_cuts_never_split_a_word_and_respect_min_max(rng):
+    words = _words(rng, 60.0)
+    clips = cut_clips(words, 0, 0.0, 60.0, min_clip_s=2.0, max_clip_s=8.0, target_clip_s=6.0, min_pause_s=0.3,
+                      max_gap_s=1.5)
+    kept = [c for c in clips if c.status == "kept"]
+    assert len(kept) >= 7
+    _assert_no_word_split(clips, words)
+    assert all(2.0 - 1e-9 <= c.end_s - c.start_s <= 8.0 + 1e-9 for c in kept)
+    assert all(a.end_s <= b.start_s + 1e-9 for a, b in zip(clips, clips[1:]))  # no overlap
+    # the target pulls lengths together: most clips within 2 s of it
+    lengths = np.array([c.end_s - c.start_s for c in kept])
+    assert np.mean(np.abs(lengths - 6.0) < 2.0) >= 0.7
+    # clips end at pauses where they can
+    assert sum(c.end_cut == "pause" for c in kept) >= len(kept) // 2
+
+
+def test_words_crossing_a_shot_edge_are_dropped_not_cut():
+    words = [Token(0.5, 1.0, "a"), Token(1.0, 1.6, "b"), Token(1.6, 2.4, "c"), Token(2.4, 3.0, "d")]
+    clips = cut_clips(words, 1, 1.2, 5.0, 0.5, 8.0, 6.0, 0.3, 1.5)
+    assert len(clips) == 1
+    assert clips[0].speech_start_s == 1.6 and clips[0].start_s >= 1.2  # "b" began before the shot
+    assert clips[0].start_cut == "pause"
+
+
+def test_a_long_silence_always_ends_a_clip():
+    words = [Token(0.2, 2.0, "a"), Token(2.0, 3.5, "b"), Token(5.5, 7.0, "c"), Token(7.0, 8.0, "d")]
+    clips = cut_clips(words, 0, 0.0, 10.0, 1.0, 9.0, 9.0, 0.3, max_gap_s=1.5)
+    assert [(c.speech_start_s, c.speech_end_s) for c in clips] == [(0.2, 3.5), (5.5, 8.0)]
+    assert clips[0].end_cut == "gap" and clips[1].start_cut == "gap"
+
+
+def test_unbroken_speech_is_cut_between_words_when_it_must():
+    words = [Token(0.1 + 0.4 * k, 0.5 + 0.4 * k, f"w{k}") for k in range(40)]  # 16 s, no pause at all
+    clips = cut_clips(words, 0, 0.0, 17.0, 2.0, 6.0, 5.0, 0.3, 1.5)
+    assert len(clips) >= 3 and all(c.end_s - c.start_s <= 6.0 + 1e-9 for c in clips)
+    _assert_no_word_split(clips, words)
+    assert {c.end_cut for c in clips[:-1]} == {"word"}
+
+
+def test_lwt_profile_lengths_give_the_paper_mean():
+    """profiles/lwt.yaml: target 7.5, max 11, min 3 on long face spans → mean ≈ 7.46 s (the paper's)."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    seg = yaml.safe_load((REPO / "profiles" / "lwt.yaml").read_text())["segment"]
+    rng = np.random.default_rng(0)
+    lengths = []
+    for _ in range(120):
+        span = float(rng.uniform(15, 60))
+        words = _words(rng, span)
+        clips = cut_clips(words, 0, 0.0, span, seg["min_clip_s"], seg["max_clip_s"], seg["target_clip_s"],
+                          seg["min_pause_s"], seg["max_gap_s"])
+        lengths += [c.end_s - c.start_s for c in clips if c.status == "kept"]
+    assert abs(np.mean(lengths) - 7.46) < 0.3, np.mean(lengths)
