@@ -1,17 +1,23 @@
-"""Stage `faces`: per shot, the presenter's face track and smoothed crop window → data/faces/tracks.parquet."""
+"""Stage `faces`: per shot, the presenter's face track and smoothed crop window → data/faces/tracks.parquet,
+plus a contact sheet of crops per episode → reports/faces/sheets/<episode_id>.jpg."""
 from __future__ import annotations
 
+import shutil
+
+import cv2
 import numpy as np
 import pandas as pd
 
-from nwt.data.atomic import write_parquet
-from nwt.data.faces import episode_faces
+from nwt.data.atomic import atomic_path, write_parquet
+from nwt.data.faces import contact_sheet, episode_faces
 from nwt.data.ledger import Ledger
 from nwt.data.media import MediaError
 from nwt.data.parallel import run_tasks, shutdown
 from nwt.params import load_params, section, timing
-from nwt.stage import DATA, stage, write_ledger
+from nwt.stage import DATA, REPORTS, log, stage, write_ledger
 
+SHEETS = REPORTS / "faces" / "sheets"
+SHEET_JPEG_QUALITY = 85
 COLUMNS = ["episode_id", "shot", "start_frame", "end_frame", "crop_cx", "crop_cy", "crop_h"]
 
 
@@ -35,6 +41,9 @@ def main() -> None:
         shutdown()
 
         ledger, rows = Ledger("faces"), []
+        shutil.rmtree(SHEETS, ignore_errors=True)  # no sheet of an episode that is gone
+        SHEETS.mkdir(parents=True)
+        detect_s = detect_frames = 0
         face_samples = found = 0
         ious, in_crop, jitter = [], [], []
         for job, res in results:
@@ -52,6 +61,12 @@ def main() -> None:
                                      crop_cy=tr.crop[:, 1].round(2).tolist(), crop_h=tr.crop[:, 2].round(2).tolist()))
                 else:
                     ledger.reject(item, tr.reason, tr.detail)
+            sheet = contact_sheet([dict(shot=s["shot"], thumb=s["thumb"], status=s["track"].status,
+                                        reason=s["track"].reason) for s in res["shots"]])
+            with atomic_path(SHEETS / f"{job['episode_id']}.jpg") as tmp:
+                cv2.imwrite(str(tmp), sheet, [cv2.IMWRITE_JPEG_QUALITY, SHEET_JPEG_QUALITY])
+            detect_s += res["detect_s"]
+            detect_frames += res["detect_frames"]
             if res["score"]:
                 sc = res["score"]
                 face_samples += sc["face_samples"]
@@ -61,6 +76,9 @@ def main() -> None:
                 jitter += sc["jitter"]
         write_parquet(DATA / "faces" / "tracks.parquet", pd.DataFrame(rows, columns=COLUMNS))
         write_ledger(ledger)
+        if detect_frames:
+            log.info("faces: backend %s, %.1f ms per detected frame (%d frames)", cfg["backend"],
+                     1000 * detect_s / detect_frames, detect_frames)
         metrics.update(shots_kept=ledger.kept, shots_rejected=ledger.rejected)
         if face_samples:
             metrics.update(face_detection_rate=round(found / face_samples, 4),

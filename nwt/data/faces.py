@@ -1,13 +1,16 @@
 """Face detection, the presenter's track per shot, and the smoothed 256×224 crop window.
 
-Backends are chosen by `faces.backend`; `haar` (OpenCV's bundled frontal-face cascade) needs no
-download. Detection runs every `stride` frames at half resolution; the track is interpolated
-between detections (a missed frame inside a good track is not fatal) and smoothed so that the
-crop does not jitter.
+Backends are chosen by `faces.backend` (`nwt.data.face_backends`: `haar` and `dlib` need no
+download, `face_alignment` is the production backend); all report face-ellipse boxes (ear to
+ear, hairline to chin), the synthetic ground truth's convention. Detection runs every `stride`
+frames; the track is interpolated between detections (a missed frame inside a good track is not
+fatal) and smoothed so that the crop does not jitter. A shot is rejected with a ledger reason
+when it has no face, several comparable faces, a face too small, or a face that moves too much.
 """
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,39 +18,17 @@ import cv2
 import numpy as np
 
 from nwt.constants import CROP_H, CROP_W
+from nwt.data.face_backends import make_detector
 from nwt.data.media import iter_frames
 
-DETECT_SCALE = 0.5  # detect on half-resolution frames (≈4× faster, still ≥ 20 px faces)
 MIN_DETECTED_SHARE = 0.5  # a shot keeps its face only if found in at least this share of samples
 SECOND_FACE_AREA = 0.5  # a second face this large relative to the first counts as "comparable"
 MULTI_FACE_SHARE = 0.3  # ... and in this share of detected samples the shot has several faces
-FACE_CENTRE_SHIFT = 0.15  # crop centre sits this many face heights below the face centre (chin, neck)
+# The crop centre sits this many face heights below the face-box centre (chin, neck). 0.19 on the
+# face-ellipse box frames the crop exactly as 0.15 did on the raw Haar box (0.04 h lower).
+FACE_CENTRE_SHIFT = 0.19
 MATCH_IOU = 0.3  # a detection "finds" the true face above this IoU
-
-
-class HaarDetector:
-    """OpenCV's Haar cascade; raw grey frames (equalizeHist breaks the darkest skin tones)."""
-
-    def __init__(self, min_face_px: int):
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        if not path.is_file():
-            raise RuntimeError(f"{path} is missing: the haar backend needs opencv-python 4.x (pinned in pyproject)")
-        self.cascade = cv2.CascadeClassifier(str(path))
-        self.min_size = max(8, int(min_face_px * DETECT_SCALE))
-
-    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
-        """→ (N, 4) boxes x, y, w, h in full-resolution pixels, largest first."""
-        small = cv2.resize(frame_bgr, None, fx=DETECT_SCALE, fy=DETECT_SCALE, interpolation=cv2.INTER_AREA)
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        boxes = self.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_size,) * 2)
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4) / DETECT_SCALE
-        return boxes[np.argsort(-boxes[:, 2] * boxes[:, 3])]
-
-
-def make_detector(backend: str, min_face_px: int):
-    if backend == "haar":
-        return HaarDetector(min_face_px)
-    raise ValueError(f"faces.backend {backend!r} is not available; choose: haar")
+THUMB_SCALE = 0.5  # contact-sheet thumbnails: the 256×224 crop at half size (128×112)
 
 
 @dataclass
@@ -61,6 +42,7 @@ class ShotTrack:
     detections: list[list[float] | None]  # main face box per sampled frame
     box: np.ndarray | None = None  # (T, 4) interpolated face box per frame, kept shots
     crop: np.ndarray | None = None  # (T, 3) smoothed crop centre x, y and height, kept shots
+    motion: float | None = None  # median face-centre speed between detections, face heights/s
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -98,13 +80,31 @@ def track_shot(n_frames: int, sampled: list[int], boxes: list[np.ndarray], cfg: 
                          sampled, main)
     idx = np.array([i for i, _ in found], np.float64)
     pts = np.array([b[0] for _, b in found])  # (K, 4) x, y, w, h
+    motion = face_motion(idx, pts, fps)
+    if motion > cfg["max_motion"]:
+        return ShotTrack("rejected", "too_much_motion", f"face centre moves {motion:.2f} face heights/s "
+                         f"(max_motion {cfg['max_motion']})", sampled, main, motion=motion)
     frames = np.arange(n_frames, dtype=np.float64)
     box = np.stack([np.interp(frames, idx, pts[:, j]) for j in range(4)], axis=1)  # (T, 4)
     centre_x = box[:, 0] + box[:, 2] / 2
     centre_y = box[:, 1] + box[:, 3] / 2 + FACE_CENTRE_SHIFT * box[:, 3]
     crop = np.stack([centre_x, centre_y, cfg["face_scale"] * box[:, 3]], axis=1)
     crop = moving_average(crop, max(1, int(round(cfg["smooth_s"] * fps))))
-    return ShotTrack("kept", "ok", f"face in {len(found)}/{len(sampled)} samples", sampled, main, box, crop)
+    return ShotTrack("kept", "ok", f"face in {len(found)}/{len(sampled)} samples", sampled, main, box, crop, motion)
+
+
+def face_motion(frames: np.ndarray, boxes: np.ndarray, fps: int) -> float:
+    """Median speed of the face centre between consecutive detections, in face heights per second.
+
+    frames (K,) sampled frame indices with a detection, boxes (K, 4). The median ignores a single
+    stray detection but catches a face that keeps moving (a walk across the set, a fast pan).
+    """
+    if len(frames) < 2:
+        return 0.0
+    centres = boxes[:, :2] + boxes[:, 2:] / 2  # (K, 2)
+    dt = np.diff(frames) / fps  # (K-1,)
+    speed = np.linalg.norm(np.diff(centres, axis=0), axis=1) / dt / np.median(boxes[:, 3])
+    return float(np.median(speed))
 
 
 def crop_window(crop: np.ndarray) -> tuple[float, float, float, float]:
@@ -128,22 +128,71 @@ def crop_frame(frame: np.ndarray, crop: np.ndarray) -> np.ndarray:
 
 
 def episode_faces(job: dict, cfg: dict, fps: int) -> dict:
-    """Ray task: one episode's shots → per-shot decisions and tracks, plus truth scores."""
+    """Ray task: one episode's shots → per-shot decisions and tracks, truth scores, detector time
+    and, per shot, a small thumbnail for the contact sheet (kept: the first frame's crop at
+    THUMB_SCALE as JPEG bytes; rejected: None — the sheet draws a grey tile with the reason)."""
     shots = job["shots"]  # [(shot, start, end)]
     detector = make_detector(cfg["backend"], int(cfg["min_face_px"]))
     stride = int(cfg["stride"])
     want = {f for _, s, e in shots for f in range(s, e, stride)}
     detections: dict[int, np.ndarray] = {}
+    firsts: dict[int, np.ndarray] = {}  # first frame of each shot, for its thumbnail
+    starts = {s for _, s, _ in shots}
+    detect_s = 0.0
     for k, frame in enumerate(iter_frames(job["path"], fps)):
         if k in want:
+            t0 = time.perf_counter()
             detections[k] = detector(frame)
+            detect_s += time.perf_counter() - t0
+        if k in starts:
+            firsts[k] = frame
     out = []
     for shot, start, end in shots:
         sampled = [f for f in range(start, end, stride) if f in detections]
         track = track_shot(end - start, [f - start for f in sampled], [detections[f] for f in sampled], cfg, fps)
-        out.append(dict(shot=shot, start=start, end=end, track=track))
+        thumb = None
+        if track.status == "kept" and start in firsts:
+            crop = crop_frame(firsts[start], track.crop[0])
+            small = cv2.resize(crop, None, fx=THUMB_SCALE, fy=THUMB_SCALE, interpolation=cv2.INTER_AREA)
+            thumb = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()  # ≈5 kB
+        out.append(dict(shot=shot, start=start, end=end, track=track, thumb=thumb))
     score = _truth_scores(job.get("truth"), out, fps) if job.get("truth") else None
-    return dict(shots=out, score=score)
+    return dict(shots=out, score=score, detect_s=detect_s, detect_frames=len(detections))
+
+
+def contact_sheet(shots: list[dict], columns: int = 6) -> np.ndarray:
+    """Grid of the shots' thumbnails (BGR), each with its shot number; a rejected shot (thumb None)
+    is a grey band with its reason. shots: [{shot, thumb (BGR array or JPEG bytes) or None, reason}]."""
+    th, tw = int(CROP_H * THUMB_SCALE), int(CROP_W * THUMB_SCALE)
+    pad = 4
+    tiles = []
+    for s in shots:
+        tile = np.full((th, tw, 3), 255, np.uint8)
+        if s.get("thumb") is not None:
+            thumb = s["thumb"]
+            if isinstance(thumb, (bytes, bytearray)):
+                thumb = cv2.imdecode(np.frombuffer(thumb, np.uint8), cv2.IMREAD_COLOR)
+            tile[:] = cv2.resize(thumb, (tw, th))
+            label, colour = f"{s['shot']}", (0, 255, 0)
+        else:
+            grey = np.full((th // 2, tw, 3), 128, np.uint8)
+            tile[th // 4: th // 4 + th // 2] = grey
+            cv2.putText(tile, s.get("reason", "")[:16], (4, th // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+            label, colour = f"{s['shot']}", (0, 0, 255)
+        cv2.putText(tile, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(tile, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+        tiles.append(tile)
+    if not tiles:
+        tiles = [np.full((th, tw, 3), 255, np.uint8)]
+    columns = min(columns, len(tiles))
+    rows = -(-len(tiles) // columns)
+    sheet = np.full((rows * (th + pad) + pad, columns * (tw + pad) + pad, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        y, x = pad + r * (th + pad), pad + c * (tw + pad)
+        sheet[y:y + th, x:x + tw] = tile
+    return sheet
 
 
 def _truth_scores(truth_path: str, shots: list[dict], fps: int) -> dict:

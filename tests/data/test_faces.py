@@ -1,9 +1,9 @@
 import numpy as np
 
 from nwt.constants import CROP_H, CROP_W
-from nwt.data.faces import box_iou, crop_frame, crop_window, track_shot
+from nwt.data.faces import box_iou, contact_sheet, crop_frame, crop_window, face_motion, track_shot
 
-CFG = dict(min_face_px=40, face_scale=2.0, smooth_s=0.5)
+CFG = dict(min_face_px=40, face_scale=2.0, smooth_s=0.5, max_motion=1.0)
 
 
 def _boxes(*boxes):
@@ -47,3 +47,33 @@ def test_iou():
     assert box_iou(np.array([0, 0, 10, 10]), np.array([0, 0, 10, 10])) == 1.0
     assert box_iou(np.array([0, 0, 10, 10]), np.array([20, 20, 5, 5])) == 0.0
     assert abs(box_iou(np.array([0, 0, 10, 10]), np.array([5, 0, 10, 10])) - 1 / 3) < 1e-9
+
+
+def test_a_face_that_keeps_moving_is_too_much_motion():
+    sampled = list(range(0, 100, 5))  # 4 s at 25 fps
+    # 60-px face walking right at 2 face heights per second (120 px/s = 24 px per 0.2 s sample)
+    walking = [_boxes([100 + 24 * i, 80, 60, 60]) for i in range(len(sampled))]
+    tr = track_shot(100, sampled, walking, CFG, fps=25)
+    assert (tr.status, tr.reason) == ("rejected", "too_much_motion")
+    assert abs(tr.motion - 2.0) < 1e-9 and "2.00 face heights/s" in tr.detail
+    # the synthetic presenter's sway (≈0.05 face heights/s measured) is kept
+    sway = [_boxes([100 + 3 * np.sin(i / 3), 80 + 2 * np.cos(i / 4), 60, 60]) for i in range(len(sampled))]
+    kept = track_shot(100, sampled, sway, CFG, fps=25)
+    assert kept.status == "kept" and kept.motion < 0.2
+
+
+def test_one_stray_detection_is_not_motion():
+    sampled = list(range(0, 100, 5))
+    boxes = [_boxes([100, 80, 60, 60]) for _ in sampled]
+    boxes[7] = _boxes([400, 200, 60, 60])  # a single wild detection (jumps out and back)
+    assert track_shot(100, sampled, boxes, CFG, fps=25).status == "kept"
+    assert face_motion(np.array([0.0]), np.array([[0, 0, 10, 10.0]]), 25) == 0.0
+
+
+def test_contact_sheet_grid():
+    thumb = np.zeros((CROP_H // 2, CROP_W // 2, 3), np.uint8)
+    shots = [dict(shot=i, thumb=thumb if i % 2 == 0 else None, reason="ok" if i % 2 == 0 else "no_face")
+             for i in range(8)]
+    sheet = contact_sheet(shots, columns=6)
+    assert sheet.shape == (2 * (CROP_H // 2 + 4) + 4, 6 * (CROP_W // 2 + 4) + 4, 3)
+    assert contact_sheet([]).ndim == 3
