@@ -13,8 +13,6 @@ frames. `from_audio` collects everything in memory (short clips: evaluate, tests
 """
 from __future__ import annotations
 
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ import torch
 
 import nwt
 from nwt.constants import CROP_H, CROP_W, MELS_PER_FRAME, Timing
-from nwt.data.media import MediaError, read_audio, require_ffmpeg, write_video
+from nwt.data.media import MediaError, VideoWriter, read_audio, write_video
 from nwt.models.audio_features import LOG_FLOOR, mel_filterbank
 
 DEFAULT_DVAE = Path("models/dvae/dvae.pt")
@@ -101,77 +99,6 @@ def centre_crop_resize(frame: np.ndarray, height: int = CROP_H, width: int = CRO
     if crop.shape[:2] == (height, width):
         return np.ascontiguousarray(crop)
     return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
-
-
-class _VideoSink:
-    """Raw RGB frames piped into ffmpeg (H.264 + AAC mp4, or VP9 + Opus webm) as they come,
-    with the audio muxed in and metadata tags; written atomically (temp file beside `path`,
-    renamed onto it only when ffmpeg succeeded)."""
-
-    def __init__(self, path: str | Path, width: int, height: int, fps: int, audio: np.ndarray | None,
-                 sample_rate: int, metadata: dict[str, str] | None = None, crf: int = 18):
-        import os
-
-        require_ffmpeg()
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._dir = tempfile.TemporaryDirectory()
-        cmd = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
-        if audio is not None:
-            wav = Path(self._dir.name) / "audio.f32"
-            np.asarray(audio, np.float32).tofile(wav)
-            cmd += ["-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", str(wav)]
-        webm = self.path.suffix.lower() == ".webm"
-        if webm:
-            cmd += ["-c:v", "libvpx-vp9", "-crf", str(crf + 14), "-b:v", "0", "-deadline", "realtime",
-                    "-cpu-used", "8", "-row-mt", "1", "-pix_fmt", "yuv420p"]
-        else:
-            cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
-                    "-movflags", "+faststart"]
-        if audio is not None:
-            cmd += ["-c:a", "libopus" if webm else "aac", "-b:a", "96k", "-shortest"]
-        for key, value in (metadata or {}).items():
-            cmd += ["-metadata", f"{key}={value}"]
-        self._err = open(Path(self._dir.name) / "stderr.txt", "w+b")  # a file: a full pipe cannot block ffmpeg
-        self._proc = subprocess.Popen(cmd + [str(self._tmp)], stdin=subprocess.PIPE, stderr=self._err)
-
-    def _error(self) -> RuntimeError:
-        self._err.seek(0)
-        return RuntimeError(f"ffmpeg failed writing {self.path}: {self._err.read().decode(errors='replace')[-400:]}")
-
-    def write(self, frames: np.ndarray) -> None:
-        try:
-            self._proc.stdin.write(np.ascontiguousarray(frames, np.uint8).tobytes())
-        except BrokenPipeError:
-            self._proc.wait()
-            raise self._error() from None
-
-    def close(self, ok: bool = True) -> None:
-        """Finish (ok) or abandon the file; the final path appears only on success."""
-        import os
-
-        done = False
-        try:
-            try:
-                self._proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            if not ok:
-                self._proc.kill()
-            if self._proc.wait() != 0 and ok:
-                raise self._error()
-            if ok:
-                os.replace(self._tmp, self.path)
-                done = True
-        finally:
-            self._err.close()
-            self._dir.cleanup()
-            if not done and self._tmp.exists():
-                self._tmp.unlink()
 
 
 class Generator:
@@ -318,16 +245,12 @@ class Generator:
         timing (frames=None). Keywords as `stream`."""
         start = time.perf_counter()
         audio = self._check_audio(audio)
-        sink = _VideoSink(out, self.dvae.dims.width, self.dvae.dims.height, self.timing.fps, audio,
-                          self.timing.sample_rate, metadata=self.provenance())
-        codes, ok = [], False
-        try:
+        codes = []
+        with VideoWriter(out, self.dvae.dims.width, self.dvae.dims.height, self.timing.fps, audio,
+                         self.timing.sample_rate, metadata=self.provenance()) as sink:
             for c, f in self.stream(audio, episode_id, temperature, top_k, top_p, seed, **kw):
                 codes.append(c)
                 sink.write(add_mark(f) if mark else f)
-            ok = True
-        finally:
-            sink.close(ok)
         return Generated(frames=None, audio=audio, codes=np.concatenate(codes),
                          seconds=self.n_frames(audio) / self.timing.fps, wall_s=time.perf_counter() - start)
 

@@ -7,8 +7,10 @@ decoded to mono float32 at the pipeline rate. Errors become `MediaError` with a 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -136,27 +138,27 @@ def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     return np.frombuffer(proc.stdout, np.float32).copy()
 
 
-def write_video(path: str | Path, frames_rgb: np.ndarray, fps: int, audio: np.ndarray | None = None,
-                sample_rate: int = 16000, metadata: dict[str, str] | None = None, crf: int = 18) -> None:
-    """(T, H, W, 3) uint8 RGB (+ mono audio) → a video browsers play, written atomically.
+class VideoWriter:
+    """Raw RGB frames piped into ffmpeg (H.264 + AAC mp4, or VP9 + Opus webm) as they come,
+    with the audio muxed in and metadata tags; written atomically (temp file beside `path`,
+    renamed onto it only when ffmpeg succeeded)."""
 
-    `.mp4`: H.264 (yuv420p, faststart) + AAC; `.webm`: VP9 + Opus (plays in every Chromium build,
-    also those without proprietary codecs — the gallery uses it).
-    """
-    import tempfile
-
-    from nwt.data.atomic import atomic_path
-
-    require_ffmpeg()
-    t, h, w, _ = frames_rgb.shape
-    with atomic_path(path) as tmp, tempfile.TemporaryDirectory() as workdir:
+    def __init__(self, path: str | Path, width: int, height: int, fps: int, audio: np.ndarray | None,
+                 sample_rate: int, metadata: dict[str, str] | None = None, crf: int = 18):
+        require_ffmpeg()
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._dir = tempfile.TemporaryDirectory()
         cmd = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{w}x{h}", "-r", str(fps), "-i", "-"]
+               "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
         if audio is not None:
-            wav = Path(workdir) / "audio.f32"
+            wav = Path(self._dir.name) / "audio.f32"
             np.asarray(audio, np.float32).tofile(wav)
             cmd += ["-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", str(wav)]
-        webm = Path(path).suffix.lower() == ".webm"
+        webm = self.path.suffix.lower() == ".webm"
         if webm:
             cmd += ["-c:v", "libvpx-vp9", "-crf", str(crf + 14), "-b:v", "0", "-deadline", "realtime",
                     "-cpu-used", "8", "-row-mt", "1", "-pix_fmt", "yuv420p"]
@@ -167,7 +169,55 @@ def write_video(path: str | Path, frames_rgb: np.ndarray, fps: int, audio: np.nd
             cmd += ["-c:a", "libopus" if webm else "aac", "-b:a", "96k", "-shortest"]
         for key, value in (metadata or {}).items():
             cmd += ["-metadata", f"{key}={value}"]
-        cmd += [str(tmp)]
-        proc = subprocess.run(cmd, input=np.ascontiguousarray(frames_rgb).tobytes(), capture_output=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"ffmpeg failed writing {path}: {proc.stderr.decode(errors='replace')[-400:]}")
+        self._err = open(Path(self._dir.name) / "stderr.txt", "w+b")  # a file: a full pipe cannot block ffmpeg
+        self._proc = subprocess.Popen(cmd + [str(self._tmp)], stdin=subprocess.PIPE, stderr=self._err)
+
+    def _error(self) -> RuntimeError:
+        self._err.seek(0)
+        return RuntimeError(f"ffmpeg failed writing {self.path}: {self._err.read().decode(errors='replace')[-400:]}")
+
+    def write(self, frames: np.ndarray) -> None:
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frames, np.uint8).tobytes())
+        except BrokenPipeError:
+            self._proc.wait()
+            raise self._error() from None
+
+    def close(self, ok: bool = True) -> None:
+        """Finish (ok) or abandon the file; the final path appears only on success."""
+        done = False
+        try:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            if not ok:
+                self._proc.kill()
+            if self._proc.wait() != 0 and ok:
+                raise self._error()
+            if ok:
+                os.replace(self._tmp, self.path)
+                done = True
+        finally:
+            self._err.close()
+            self._dir.cleanup()
+            if not done and self._tmp.exists():
+                self._tmp.unlink()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(ok=exc_type is None)
+
+
+def write_video(path: str | Path, frames_rgb: np.ndarray, fps: int, audio: np.ndarray | None = None,
+                sample_rate: int = 16000, metadata: dict[str, str] | None = None, crf: int = 18) -> None:
+    """(T, H, W, 3) uint8 RGB (+ mono audio) → a video browsers play, written atomically.
+
+    `.mp4`: H.264 (yuv420p, faststart) + AAC; `.webm`: VP9 + Opus (plays in every Chromium build,
+    also those without proprietary codecs — the gallery uses it).
+    """
+    _, h, w, _ = frames_rgb.shape
+    with VideoWriter(path, w, h, fps, audio, sample_rate, metadata, crf) as writer:
+        writer.write(frames_rgb)

@@ -113,7 +113,7 @@ def test_lwt_profile_lengths_give_the_paper_mean():
     """profiles/lwt.yaml: target 7.5, max 11, min 3 on long face spans → mean ≈ 7.46 s (the paper's)."""
     import yaml
 
-    from tests.conftest import REPO
+    from conftest import REPO
 
     seg = yaml.safe_load((REPO / "profiles" / "lwt.yaml").read_text())["segment"]
     rng = np.random.default_rng(0)
