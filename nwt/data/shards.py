@@ -102,6 +102,31 @@ def iter_clips(paths: Sequence[str], decode_video: bool = True) -> Iterator[Clip
         yield parse_sample(sample, decode_video)
 
 
+def _split(rank: int, world_size: int) -> tuple[int, int]:
+    """(part, parts) for this reader: DDP rank × DataLoader worker, so that every clip goes to
+    exactly one reader whatever the number of nodes and loader workers."""
+    try:
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        info = None
+    if info is None:
+        return rank, world_size
+    return rank * info.num_workers + info.id, world_size * info.num_workers
+
+
+def epoch_samples(paths: Sequence[str], seed: int, epoch: int, rank: int = 0,
+                  world_size: int = 1) -> Iterator[dict]:
+    """One pass over the clips in a seeded shard order shared by all readers; reader `rank` of
+    `world_size` (after DataLoader-worker splitting) takes every world_size-th clip."""
+    part, parts = _split(rank, world_size)
+    order = np.random.default_rng([seed, epoch]).permutation(len(paths))  # the same on every reader
+    for n, sample in enumerate(_raw_samples([paths[i] for i in order])):
+        if n % parts == part:
+            yield sample
+
+
 def random_frames(
     paths: Sequence[str],
     batch_size: int,
@@ -114,18 +139,17 @@ def random_frames(
     """Endless batches of random frames: (B, 256, 224, 3) uint8 RGB, (B,) episode index.
 
     Clips are read shard by shard in a seeded random order; each clip contributes
-    `frames_per_clip` random frames to a shuffle buffer. With several ranks (DDP), rank r
-    takes every world_size-th clip, so ranks see disjoint clips.
+    `frames_per_clip` random frames to a shuffle buffer. Readers (DDP ranks × DataLoader
+    workers) see disjoint clips.
     """
     if not paths:
         raise FileNotFoundError("no shards to read frames from")
-    rng = np.random.default_rng([seed, rank])
+    rng = np.random.default_rng([seed, rank, 1])
     buf_frames: list[np.ndarray] = []
     buf_episode: list[int] = []
+    epoch = 0
     while True:
-        for n, sample in enumerate(_raw_samples([paths[i] for i in rng.permutation(len(paths))])):
-            if n % world_size != rank:
-                continue
+        for sample in epoch_samples(paths, seed, epoch, rank, world_size):
             meta = json.loads(sample["json"])
             sizes = meta["frame_bytes"]
             pick = rng.choice(len(sizes), size=min(frames_per_clip, len(sizes)), replace=False)
@@ -138,6 +162,39 @@ def random_frames(
             raise RuntimeError(f"rank {rank}/{world_size} got no clips from {len(paths)} shards")
         while len(buf_frames) >= max(batch_size, buffer_size // 2):
             yield _draw(buf_frames, buf_episode, batch_size, rng)
+        epoch += 1
+
+
+def random_windows(
+    paths: Sequence[str],
+    window_frames: int,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
+    """Endless random clip windows with their audio: frames (W, 256, 224, 3) uint8 RGB, audio
+    (W × samples_per_frame,) float32 and the clip's metadata (with `window_start` added).
+    Clips shorter than the window are skipped. Readers see disjoint clips."""
+    if not paths:
+        raise FileNotFoundError("no shards to read windows from")
+    rng = np.random.default_rng([seed, rank, 2])
+    epoch = 0
+    while True:
+        found = False
+        for sample in epoch_samples(paths, seed, epoch, rank, world_size):
+            meta = json.loads(sample["json"])
+            n = len(meta["frame_bytes"])
+            if n < window_frames:
+                continue
+            found = True
+            start = int(rng.integers(0, n - window_frames + 1))
+            frames = decode_frames(sample["mjpeg"], meta["frame_bytes"], range(start, start + window_frames))
+            audio, _ = decode_wav(sample["wav"])
+            spf = len(audio) // n
+            yield frames, audio[start * spf:(start + window_frames) * spf], dict(meta, window_start=start)
+        if not found:
+            raise RuntimeError(f"no clip of ≥ {window_frames} frames for reader {rank}/{world_size}")
+        epoch += 1
 
 
 def _draw(frames: list, episodes: list, batch_size: int, rng: np.random.Generator):

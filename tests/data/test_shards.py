@@ -45,3 +45,26 @@ def test_unfinished_shard_is_not_left_under_its_name(tmp_path):
     except KeyboardInterrupt:
         pass
     assert shard_paths(tmp_path, "val") == []
+
+
+def test_readers_split_clips_disjointly_and_completely(tmp_path):
+    from nwt.data.shards import epoch_samples
+
+    paths = _write(tmp_path, n_clips=7)
+    for world in (2, 3):
+        seen = [[s["__key__"] for s in epoch_samples(paths, seed=5, epoch=0, rank=r, world_size=world)]
+                for r in range(world)]
+        flat = [k for part in seen for k in part]
+        assert len(flat) == len(set(flat)) == 7  # every clip once, to exactly one reader
+
+
+def test_random_windows_carry_aligned_audio(tmp_path):
+    from nwt.data.shards import random_windows
+
+    paths = _write(tmp_path, frames=6)
+    frames, audio, meta = next(random_windows(paths, window_frames=4, seed=0))
+    assert frames.shape == (4, 256, 224, 3) and audio.shape == (4 * 640,)
+    assert 0 <= meta["window_start"] <= 2
+    clip = next(c for c in iter_clips(paths) if c.key == meta["key"])
+    s = meta["window_start"]
+    assert np.abs(audio - clip.audio[s * 640:(s + 4) * 640]).max() < 1e-4
