@@ -27,3 +27,14 @@ def test_an_item_cannot_be_listed_twice(tmp_path):
     ledger.reject("a", "corrupt")
     with pytest.raises(RuntimeError, match="twice"):
         ledger.write(tmp_path / "l.parquet")
+
+
+def test_atomic_writes_get_normal_file_modes(tmp_path):
+    import os
+
+    from nwt.data.atomic import write_json
+
+    write_json(tmp_path / "x.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~mask
