@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import os
 import time
 import warnings
@@ -45,6 +44,7 @@ from nwt.data.shards import iter_clips, random_frames, shard_paths
 from nwt.models.discriminator import MultiScaleDiscriminator, d_hinge_loss, feature_matching_loss, g_hinge_loss
 from nwt.models.dvae import DVAE, DVAEDims
 from nwt.models.memcodes import Memcodes
+from nwt.train.common import adamw, autocast, lr_factor
 from nwt.train.checkpoint import (
     files_fingerprint,
     fingerprint,
@@ -80,12 +80,7 @@ def _dims_from_cfg(cfg: dict, n_episodes: int) -> DVAEDims:
 
 def lr_at(step: int, cfg: dict) -> float:
     """Linear warm-up over `warmup_steps`, then cosine from lr to `min_lr_fraction`·lr."""
-    lr, warm, total = cfg["lr"], cfg["warmup_steps"], cfg["steps"]
-    if step < warm:
-        return lr * (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    lo = cfg["min_lr_fraction"]
-    return lr * (lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    return cfg["lr"] * lr_factor(step, cfg["steps"], cfg["warmup_steps"], cfg["min_lr_fraction"])
 
 
 def to_input(frames: np.ndarray, device) -> torch.Tensor:
@@ -146,7 +141,7 @@ def reconstruct(model: DVAE, frames: np.ndarray, episodes: np.ndarray, batch_siz
     for i in range(0, len(frames), batch_size):
         x = to_input(frames[i : i + batch_size], device)
         ep = torch.from_numpy(episodes[i : i + batch_size]).to(device)
-        with _autocast(device):
+        with autocast(device):
             rec, idx, _ = model(x, ep)
         recs.append(to_uint8(rec))
         codes.append(idx.cpu())
@@ -197,19 +192,6 @@ def write_grid(path: Path, gt: np.ndarray, rec: np.ndarray, n: int = 4) -> None:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _autocast(device):
-    if torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
-def _adamw(params, lr: float, betas, weight_decay: float, device) -> torch.optim.Optimizer:
-    try:
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):  # fused unsupported on this device/build
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
-
-
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters()):
@@ -285,8 +267,8 @@ def train_dvae(
     for p in ema.parameters():
         p.requires_grad_(False)
     disc = MultiScaleDiscriminator(cfg["disc_scales"], cfg["disc_channels"]).to(device)
-    opt_g = _adamw(model.parameters(), cfg["lr"], (0.9, 0.99), cfg["weight_decay"], device)
-    opt_d = _adamw(disc.parameters(), cfg["disc_lr"], (0.5, 0.9), 0.0, device)
+    opt_g = adamw(model.parameters(), cfg["lr"], (0.9, 0.99), cfg["weight_decay"])
+    opt_d = adamw(disc.parameters(), cfg["disc_lr"], (0.5, 0.9), 0.0)
 
     steps = int(cfg["steps"])
     step, wall_before = 0, 0.0
@@ -372,7 +354,7 @@ def train_dvae(
         adv_on = cfg["adv_weight"] > 0 and step >= adv_start
 
         # ---- generator
-        with _autocast(device):
+        with autocast(device):
             recon, _, stats = ddp_model(x, ep)  # (B, 3, H, W)
             recon = recon.float()
             l1 = (recon - x).abs().mean()
@@ -396,7 +378,7 @@ def train_dvae(
         if adv_on:
             for group in opt_d.param_groups:
                 group["lr"] = cfg["disc_lr"] * lr_at(step, cfg) / cfg["lr"]
-            with _autocast(device):
+            with autocast(device):
                 d_loss = d_hinge_loss(real_out, disc(recon.detach()))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from nwt.constants import MELS_PER_FRAME, Timing
 from nwt.data.tokens import TokenClip, load_token_clips, token_paths
 from nwt.models.prior import Prior, PriorDims
+from nwt.train.common import adamw, autocast, lr_factor
 from nwt.train.checkpoint import (
     files_fingerprint,
     fingerprint,
@@ -184,7 +185,7 @@ def evaluate(model: Prior, windows, batch_size: int, device, unigram: torch.Tens
         codes = codes_all[s : s + batch_size].to(device)
         ep = ep_all[s : s + batch_size].to(device)
         for key, mel in (("nll", mel_all), ("shuf", mel_shuf)):
-            with _autocast(device):
+            with autocast(device):
                 logits, kl = model(codes, mel[s : s + batch_size].to(device), ep, return_kl=True)
             flat = logits.reshape(-1, K).float()
             target = codes.reshape(-1)
@@ -222,12 +223,6 @@ def evaluate_nll(model: Prior, clips: list[TokenClip], train_clips: list[TokenCl
 
 
 # ---------------------------------------------------------------- plumbing
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
 def _setup_distributed() -> tuple[int, int, torch.device, bool]:
     """(rank, world_size, device, initialised_here)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -252,19 +247,7 @@ def _make_optimizer(model: torch.nn.Module, cfg: dict, device: torch.device) -> 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n and "episode" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n and "episode" not in n)]
     groups = [dict(params=decay, weight_decay=cfg["weight_decay"]), dict(params=rest, weight_decay=0.0)]
-    try:
-        return torch.optim.AdamW(groups, lr=cfg["lr"], betas=(0.9, 0.95), fused=True)
-    except (RuntimeError, TypeError) as exc:  # fused not supported on this device/build
-        log.info("fused AdamW unavailable (%s); using the default implementation", exc)
-        return torch.optim.AdamW(groups, lr=cfg["lr"], betas=(0.9, 0.95))
-
-
-def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to min_ratio at `total`."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return adamw(groups, cfg["lr"], (0.9, 0.95))
 
 
 def style_kl_term(kl: torch.Tensor, step: int, cfg: dict, codes_per_window: int) -> torch.Tensor:
@@ -397,7 +380,7 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
         codes, mel, ep = sample_batch(train_clips, int(cfg["batch_size"]), int(cfg["window_frames"]), rng)
         codes, mel, ep = codes.to(device), mel.to(device), ep.to(device)
         gen = torch.Generator(device=device).manual_seed(int(rng.integers(0, 2**62)))
-        with _autocast(device):
+        with autocast(device):
             logits, kl = ddp(
                 codes, mel, ep,
                 prev_frame_dropout=float(cfg["prev_frame_dropout"]), code_noise=float(cfg["code_noise"]),

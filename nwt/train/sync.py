@@ -34,7 +34,6 @@ nwt.models.sync_expert.load_sync_expert).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from nwt.eval.metrics import frame_loudness
 from nwt.eval.lipsync import VSHIFT, embed_windows, lse_from_embeddings, shifted_lse
 from nwt.models.sync_expert import SyncDims, SyncExpert, mouth_crops
 from nwt.models.audio_features import log_mel
+from nwt.train.common import adamw, lr_factor
 from nwt.train.checkpoint import (
     files_fingerprint,
     fingerprint,
@@ -123,13 +123,6 @@ def _load(paths: list[str], dims: SyncDims, timing: Timing, margin: int = 0) -> 
         loud = frame_loudness(clip.audio, timing.samples_per_frame, t)
         out.append(SyncClip(clip.key, torch.from_numpy(mouth_crops(clip.frames[:t], dims, margin)), mel, loud))
     return out
-
-
-def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def sample_batch(clips: list[SyncClip], cfg: dict, rng: np.random.Generator, dims: SyncDims):
@@ -341,10 +334,7 @@ def train_sync(cfg: dict, shard_dir: Path, ckpt_dir: Path, report_dir: Path, *, 
     decay = [p for p in model.parameters() if p.ndim >= 2]
     rest = [p for p in model.parameters() if p.ndim < 2] + [bce_bias]
     groups = [dict(params=decay, weight_decay=float(cfg["weight_decay"])), dict(params=rest, weight_decay=0.0)]
-    try:
-        optimizer = torch.optim.AdamW(groups, lr=float(cfg["lr"]), fused=True)
-    except (RuntimeError, TypeError):
-        optimizer = torch.optim.AdamW(groups, lr=float(cfg["lr"]))
+    optimizer = adamw(groups, float(cfg["lr"]))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, steps, int(cfg["warmup_steps"]), float(cfg["min_lr_ratio"])))
 
