@@ -2,8 +2,9 @@
 
 A checkpoint holds plain containers and tensors only: model dimensions as a dict, state
 dicts, step, RNG states as tensors, and a fingerprint of the params and inputs that shaped
-it. A run resumes only from a checkpoint with the same fingerprint; otherwise it starts
-fresh and says so (DESIGN.md, Resume).
+it. A run resumes only from a checkpoint with the same fingerprint (which also covers the source
+of the model and training code, `source_fingerprint`); otherwise it starts fresh and says so
+(DESIGN.md, Resume).
 """
 from __future__ import annotations
 
@@ -32,6 +33,20 @@ def fingerprint(*parts: Any) -> str:
 def files_fingerprint(paths: list[str | os.PathLike]) -> list[tuple[str, int]]:
     """Cheap input description: name and size of each file (DVC already hashes contents)."""
     return [(Path(p).name, Path(p).stat().st_size) for p in sorted(map(str, paths))]
+
+
+def source_fingerprint(*modules: str) -> str:
+    """Hash of the source files of the named modules (e.g. "nwt.models.dvae"): a checkpoint
+    made by other model or training code is not resumed, even with the same params."""
+    import importlib.util
+
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin:
+            raise ModuleNotFoundError(name)
+        h.update(name.encode() + Path(spec.origin).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def rng_state() -> dict[str, torch.Tensor]:

@@ -48,6 +48,7 @@ from nwt.train.common import adamw, autocast, lr_factor
 from nwt.train.checkpoint import (
     files_fingerprint,
     fingerprint,
+    source_fingerprint,
     load_for_resume,
     rng_state,
     save_checkpoint,
@@ -55,6 +56,10 @@ from nwt.train.checkpoint import (
 )
 
 log = logging.getLogger(__name__)
+
+# the code that shapes a checkpoint: a change to any of these starts training afresh
+CODE_MODULES = ("nwt.models.dvae", "nwt.models.memcodes", "nwt.models.discriminator", "nwt.train.dvae",
+                "nwt.train.common")
 
 # Defaults for keys a params section may leave out (params.yaml documents each one).
 DEFAULTS = dict(
@@ -258,7 +263,8 @@ def train_dvae(
         return dims.unk_index if (index in unseen_rows or not 0 <= index < len(episode_ids)) else index
 
     fp = fingerprint(
-        {k: v for k, v in sorted(cfg.items())}, list(episode_ids), sorted(unseen_ids), files_fingerprint(train_paths)
+        {k: v for k, v in sorted(cfg.items())}, list(episode_ids), sorted(unseen_ids), files_fingerprint(train_paths),
+        source_fingerprint(*CODE_MODULES),
     )
 
     torch.manual_seed(cfg["seed"])

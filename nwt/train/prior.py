@@ -40,6 +40,7 @@ from nwt.train.common import adamw, autocast, lr_factor
 from nwt.train.checkpoint import (
     files_fingerprint,
     fingerprint,
+    source_fingerprint,
     load_for_resume,
     rng_state,
     save_checkpoint,
@@ -47,6 +48,10 @@ from nwt.train.checkpoint import (
 )
 
 log = logging.getLogger(__name__)
+
+# the code that shapes a checkpoint: a change to any of these starts training afresh
+CODE_MODULES = ("nwt.models.prior", "nwt.models.audio_encoder", "nwt.models.style", "nwt.train.prior",
+                "nwt.train.common")
 
 LN2 = math.log(2.0)
 
@@ -319,6 +324,7 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
         {k: v for k, v in sorted(cfg.items()) if k not in RESUME_NEUTRAL_KEYS},
         episode_ids,
         files_fingerprint(train_paths + val_paths),
+        source_fingerprint(*CODE_MODULES),
     )
     steps = int(cfg["steps"])
     seed = int(cfg["seed"])

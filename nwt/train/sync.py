@@ -53,6 +53,7 @@ from nwt.train.common import adamw, lr_factor
 from nwt.train.checkpoint import (
     files_fingerprint,
     fingerprint,
+    source_fingerprint,
     load_for_resume,
     rng_state,
     save_checkpoint,
@@ -60,6 +61,9 @@ from nwt.train.checkpoint import (
 )
 
 log = logging.getLogger(__name__)
+
+# the code that shapes a checkpoint: a change to any of these starts training afresh
+CODE_MODULES = ("nwt.models.sync_expert", "nwt.train.sync", "nwt.train.common")
 
 # defaults for keys missing from cfg (params.yaml `train_sync` is the source of truth)
 DEFAULTS = dict(
@@ -320,6 +324,7 @@ def train_sync(cfg: dict, shard_dir: Path, ckpt_dir: Path, report_dir: Path, *, 
         {k: v for k, v in sorted(cfg.items()) if k not in RESUME_NEUTRAL_KEYS},
         dict(fps=timing.fps, sample_rate=timing.sample_rate),
         files_fingerprint(train_paths),
+        source_fingerprint(*CODE_MODULES),
     )
     t_load = time.time()
     train_clips = _load(train_paths, dims, timing, margin=int(cfg["aug_shift_px"]))
