@@ -3,10 +3,14 @@
 Sections (all by default, or `--only NAME ...`):
 - preprocess: shots+faces+segment+shard throughput (video-seconds per wall-second) on rendered
   synthetic episodes with NWT_WORKERS=1 and 2, and whether both give identical tables;
-- loader: random 256×224 frames per second delivered by nwt.data.shards.random_frames;
-- models: dVAE training step, encode and decode frames/s; prior sampling real-time factor with
-  and without the KV cache (needs the trained models of `dvc repro` for the decode-inclusive RTF).
-Speed goals live here, never in timed tests.
+  the loader's random 256×224 frames per second (nwt.data.shards.random_frames) is measured on
+  the shards it writes;
+- prior_sampling: `Prior.sample` at the params.yaml size (grid from `train_dvae`), FAR and MAR
+  side by side: code-frames per second and real-time factor (÷ fps) of sampling alone (the dVAE
+  decode is the same for both modes and left out); random weights and mel (speed does not
+  depend on them), one intra-op thread as nwt.generate samples on CPU.
+Speed goals live here, never in timed tests. `--only prior_sampling --frames N` runs one short
+section.
 """
 from __future__ import annotations
 
@@ -96,17 +100,52 @@ def bench_loader(batches: int = 60, batch_size: int = 8) -> dict:
     return dict(frames_per_s=round(fps, 1), batch_size=batch_size)
 
 
-SECTIONS = {"preprocess": bench_preprocess}
+def bench_prior_sampling(frames: int = 50, modes: tuple[str, ...] = ("far", "mar")) -> dict:
+    """Frames/s and RTF of `Prior.sample` for `frames` frames in each mode, at the params.yaml size."""
+    import torch
+    import yaml
+
+    from nwt.constants import N_MELS
+    from nwt.models.prior import Prior, PriorDims
+    from nwt.train.prior import DEFAULTS, DIMS_KEYS
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    cfg, dvae, fps = {**DEFAULTS, **params["prior"]}, params["train_dvae"], int(params["media"]["fps"])
+    grid = dict(grid_h=256 // dvae["downsample"], grid_w=224 // dvae["downsample"], code_heads=dvae["heads"],
+                num_codes=dvae["num_codes"], n_episodes=8)
+    mel = torch.randn(4 * frames, N_MELS, generator=torch.Generator().manual_seed(0))
+    result = dict(frames=frames, fps=fps, note="sampling only (no dVAE decode), random weights, 1 thread")
+    for mode in modes:
+        torch.manual_seed(0)
+        model = Prior(PriorDims(**{**{k: cfg[k] for k in DIMS_KEYS}, **grid, "mode": mode})).eval()
+        model.sample(mel[:8], 0, seed=0)  # warm-up (2 frames)
+        start = time.perf_counter()
+        codes = model.sample(mel, 0, temperature=1.0, seed=0)
+        wall = time.perf_counter() - start
+        assert codes.shape[0] == frames
+        fps_sampled = frames / wall
+        result[mode] = dict(wall_s=round(wall, 3), frames_per_s=round(fps_sampled, 2), rtf=round(fps_sampled / fps, 3),
+                            codes_per_s=round(fps_sampled * codes[0].numel(), 1),
+                            params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 2))
+        print(f"prior sampling ({mode}): {fps_sampled:.2f} frames/s, RTF {fps_sampled / fps:.3f} "
+              f"({frames} frames, {codes[0].numel()} codes each)")
+    if "far" in result and "mar" in result:
+        result["mar_slowdown"] = round(result["far"]["frames_per_s"] / result["mar"]["frames_per_s"], 1)
+    return result
+
+
+SECTIONS = {"preprocess": bench_preprocess, "prior_sampling": bench_prior_sampling}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", choices=sorted(SECTIONS), help="sections to run (default: all)")
+    parser.add_argument("--frames", type=int, default=50, help="frames sampled per prior mode (prior_sampling)")
     args = parser.parse_args()
     report = json.loads(OUT.read_text()) if OUT.exists() else {}
     report["machine"] = machine()
     for name in args.only or SECTIONS:
-        report[name] = SECTIONS[name]()
+        report[name] = bench_prior_sampling(args.frames) if name == "prior_sampling" else SECTIONS[name]()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {OUT}")

@@ -14,6 +14,9 @@ Measures, and merges into `reports/bench.json` under `gpu` → `<card name>`:
   per s, MFU; then sampling with the KV cache (`Prior.sample`, fp32 as nwt.generate runs it,
   and under bf16 autocast) + decoding the codes with the dVAE (`dvae_io.decode_codes`, as
   nwt.generate does): real-time factor = generated frames/s ÷ fps (> 1: faster than real time).
+  `sampling_mar`: the same sampling figures for the MAR prior of the same size (`mode: mar`,
+  its head at the params.yaml size: the codes of a frame one by one, 448 steps per frame) on
+  `--mar-sample-frames` frames (fewer: it is far slower per frame).
 
 FLOPs: `torch.utils.flop_counter.FlopCounterMode` around one whole training step's forward
 *and* backward (the backward is counted by the mode itself, no ×3 rule); it counts matmuls,
@@ -195,7 +198,7 @@ def bench_dvae(dims: DVAEDims, batch: int, steps: int, adv_steps: int, device: t
 
 # ------------------------------------------------------------------------------------ prior
 def bench_prior(name: str, dims: PriorDims, dvae: DVAE, batch: int, window: int, steps: int, sample_frames: int,
-                device: torch.device, peak: float | None, compile_model: bool) -> dict:
+                device: torch.device, peak: float | None, compile_model: bool, mar_sample_frames: int = 0) -> dict:
     torch.manual_seed(0)
     gen = torch.Generator(device=device).manual_seed(0)
     model = Prior(dims).to(device).train()
@@ -234,8 +237,23 @@ def bench_prior(name: str, dims: PriorDims, dvae: DVAE, batch: int, window: int,
     # sampling (KV cache) + dVAE decode of the sampled codes → real-time factor
     model.eval()
     sample_mel = torch.randn(MELS_PER_FRAME * sample_frames, dims.n_mels, generator=gen, device=device)
-    out["sampling"] = {}
     decode_codes(dvae, np.zeros((2, dims.grid_h, dims.grid_w, dims.code_heads), np.uint16), 0)  # warm-up
+    out["sampling"] = bench_sampling(name, model, dvae, sample_mel, sample_frames, device)
+    if mar_sample_frames:  # the MAR prior of the same size (untrained, like the FAR one here)
+        torch.manual_seed(0)
+        mar = Prior(PriorDims(**{**asdict(dims), "mode": "mar"})).to(device).eval()
+        out["sampling_mar"] = dict(
+            bench_sampling(f"{name} MAR", mar, dvae, sample_mel[: MELS_PER_FRAME * mar_sample_frames],
+                           mar_sample_frames, device),
+            params_m=round(sum(p.numel() for p in mar.parameters()) / 1e6, 3),
+            mar_dims=dict(mar_layers=dims.mar_layers, mar_dim=dims.mar_dim, mar_heads=dims.mar_heads))
+    return out
+
+
+def bench_sampling(name: str, model: Prior, dvae: DVAE, sample_mel: torch.Tensor, sample_frames: int,
+                   device: torch.device) -> dict:
+    """Per precision: `Prior.sample` of `sample_frames` frames, then the dVAE decode → RTF."""
+    out = {}
     variants = (("fp32", False), ("bf16_autocast", True)) if device.type == "cuda" else (("fp32", False),)
     for label, amp in variants:
         with autocast(device, amp):
@@ -252,7 +270,7 @@ def bench_prior(name: str, dims: PriorDims, dvae: DVAE, batch: int, window: int,
                  codes_frames_per_s=round(sample_frames / (t1 - t0), 2),
                  frames_per_s_with_decode=round(sample_frames / (t2 - t0), 2),
                  rtf=round(sample_frames / (t2 - t0) / FPS, 3), rtf_without_decode=round(sample_frames / (t1 - t0) / FPS, 3))
-        out["sampling"][label] = s
+        out[label] = s
         print(f"{name} sampling ({label}): {s['codes_frames_per_s']} code-frames/s, "
               f"RTF {s['rtf']} with dVAE decode ({s['rtf_without_decode']} without)", flush=True)
     return out
@@ -266,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="dVAE frames per step and prior windows per step")
     parser.add_argument("--window", type=int, default=50, help="prior training window (frames)")
     parser.add_argument("--sample-frames", type=int, default=250, help="frames the prior samples for the RTF (10 s at 25 fps)")
+    parser.add_argument("--mar-sample-frames", type=int, default=25,
+                        help="frames the MAR prior samples for its RTF (0: skip MAR; default 1 s)")
     parser.add_argument("--tiny", action="store_true", help="tiny dims (CPU smoke test)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models' training forward")
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the card (default: by name)")
@@ -301,6 +321,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 num_codes=dvae_dims.num_codes, n_episodes=N_EPISODES, n_mels=N_MELS)
     window = min(args.window, 8) if args.tiny else args.window
     sample_frames = min(args.sample_frames, 6) if args.tiny else args.sample_frames
+    mar_frames = min(args.mar_sample_frames, 2, sample_frames) if args.tiny else min(args.mar_sample_frames, sample_frames)
     priors = [("prior", PRIOR_TINY if args.tiny else PRIOR_DEFAULT, max(1, steps // 2))]
     if not args.skip_paper_prior:
         paper = dict(PRIOR_TINY, layers=3) if args.tiny else PRIOR_PAPER
@@ -313,7 +334,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     for key, kw, n in priors:
         dims = PriorDims(**{**kw, **grid})
-        result[key] = bench_prior(key, dims, dvae, args.batch_size, window, n, sample_frames, device, peak, args.compile)
+        result[key] = bench_prior(key, dims, dvae, args.batch_size, window, n, sample_frames, device, peak, args.compile,
+                                  mar_frames)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     result["wall_s"] = round(time.perf_counter() - t_start, 1)

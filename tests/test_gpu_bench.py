@@ -37,6 +37,8 @@ def test_tiny_cpu_run_writes_and_merges_json(gpu_bench, tmp_path):
         s = p["sampling"]["fp32"]
         assert s["frames"] > 0 and s["rtf"] > 0 and s["rtf_without_decode"] >= s["rtf"]
         assert s["rtf"] == pytest.approx(s["frames_per_s_with_decode"] / 25, rel=1e-2)
+        m = p["sampling_mar"]  # the MAR prior of the same size: fewer frames, same figures
+        assert m["fp32"]["frames"] == 2 and m["fp32"]["rtf"] > 0 and m["mar_dims"]["mar_layers"] >= 1
     assert r["prior_paper"]["dims"]["layers"] > r["prior"]["dims"]["layers"]
 
 

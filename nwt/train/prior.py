@@ -1,4 +1,4 @@
-"""Train the audio-conditioned prior (FAR) on token shards, resumably.
+"""Train the audio-conditioned prior (FAR or MAR, `mode`) on token shards, resumably.
 
 Teacher forcing on random windows of `window_frames` frames (with their 4× mel) drawn from
 the train clips, cross-entropy over every code. With a style latent (`style_dim > 0`) the loss
@@ -50,8 +50,8 @@ from nwt.train.checkpoint import (
 log = logging.getLogger(__name__)
 
 # the code that shapes a checkpoint: a change to any of these starts training afresh
-CODE_MODULES = ("nwt.models.prior", "nwt.models.audio_encoder", "nwt.models.style", "nwt.train.prior",
-                "nwt.train.common")
+CODE_MODULES = ("nwt.models.prior", "nwt.models.mar_head", "nwt.models.audio_encoder", "nwt.models.style",
+                "nwt.train.prior", "nwt.train.common")
 
 LN2 = math.log(2.0)
 
@@ -86,11 +86,14 @@ DEFAULTS = dict(
     style_kl_weight=1.0,
     style_free_bits=0.25,
     style_kl_anneal_steps=50,
+    mar_layers=2,
+    mar_dim=64,
+    mar_heads=2,
 )
 # changing these does not change what a step computes: a run with more steps resumes
 RESUME_NEUTRAL_KEYS = ("steps", "checkpoint_every", "log_every")
 DIMS_KEYS = ("mode", "layers", "dim", "heads", "audio_layers", "audio_window", "context_frames", "code_dim", "spatial_dim", "logit_scale",
-             "style_dim", "style_hidden")
+             "style_dim", "style_hidden", "mar_layers", "mar_dim", "mar_heads")
 
 
 # ---------------------------------------------------------------- data

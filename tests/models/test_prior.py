@@ -109,9 +109,7 @@ def test_rebuild_from_file_weights_only(tmp_path):
     assert torch.equal(m(codes, mel, ep), m2(codes, mel, ep))
 
 
-def test_mar_not_implemented():
-    with pytest.raises(NotImplementedError, match="MAR"):
-        Prior(PriorDims(**{**TINY, "mode": "mar"}))
+def test_unknown_mode():  # MAR has its own tests: tests/models/test_prior_mar.py
     with pytest.raises(ValueError):
         PriorDims(mode="bogus")
 
