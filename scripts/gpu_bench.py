@@ -62,7 +62,7 @@ PEAK_BF16_TFLOPS = (
 )
 
 # default dims: params.yaml train_dvae / prior sections; paper-sized prior: 24 layers, width 768
-DVAE_DEFAULT = dict(channels=64, max_mult=4, blocks=1, downsample=16, num_codes=256, heads=2, code_dim=128,
+DVAE_DEFAULT = dict(channels=64, max_mult=4, blocks=1, downsample=16, num_codes=256, heads=2, code_dim=128, norm="channel",
                     logit_scale=10.0, episode_dim=32)
 PRIOR_DEFAULT = dict(layers=4, dim=256, heads=4, audio_layers=2, audio_window=8, context_frames=50)
 PRIOR_PAPER = dict(layers=24, dim=768, heads=12, audio_layers=4, audio_window=8, context_frames=50)

@@ -6,8 +6,11 @@ frame, conditioned on an episode embedding by FiLM (swapping it changes the look
 content); row `n_episodes` of the table is `<unk>`, for episodes the model never saw.
 
 CPU-cheap by design (DESIGN.md, facts): the full-resolution work is one space-to-depth
-(`pixel_unshuffle` by 4) in and one `pixel_shuffle` out; all convolutions run at ≤ 1/4
-resolution, with the width doubling at each stride-2 stage (capped at `max_mult`).
+(`pixel_unshuffle` by `stem`, 4 by default) in and one `pixel_shuffle` out; all convolutions run
+at ≤ 1/stem resolution, with the width doubling at each stride-2 stage (capped at `max_mult`).
+With `norm="channel"` (the default in params.yaml) every normalisation is per pixel, so the
+network trained on random windows (nwt.train.dvae, patch training) is the one that runs on whole
+frames; `norm="group"` (GroupNorm) is what checkpoints without the field were made with.
 
 `DVAEDims` is saved (as a dict) in every checkpoint, and `DVAE(DVAEDims(**d))` rebuilds the model.
 """
@@ -24,12 +27,10 @@ from torch import nn
 from nwt.constants import CROP_H, CROP_W
 from nwt.models.memcodes import Memcodes
 
-STEM_FACTOR = 4  # space-to-depth factor of the stem (and depth-to-space of the output)
-
 
 @dataclass
 class DVAEDims:
-    channels: int = 64  # width at 1/4 resolution (after the space-to-depth stem)
+    channels: int = 64  # width at the stem's resolution (after space-to-depth by `stem`)
     max_mult: int = 4  # the width doubles per stride-2 stage up to channels × max_mult
     blocks: int = 1  # residual blocks per resolution stage (encoder and decoder each)
     downsample: int = 16  # 16 → 16×14 grid (Mem16), 32 → 8×7 (Mem8) for 256×224 input
@@ -41,18 +42,24 @@ class DVAEDims:
     n_episodes: int = 0  # known episodes; row n_episodes of the table is <unk>
     episode_dim: int = 32  # episode embedding width
     use_episode: bool = True  # FiLM-condition the decoder on the episode
+    stem: int = 4  # space-to-depth factor in (and depth-to-space out): convolutions run at ≤ 1/stem
+    norm: str = "group"  # group (GroupNorm, statistics over the image) | channel (per pixel: crop-invariant)
     height: int = CROP_H
     width: int = CROP_W
 
     def __post_init__(self) -> None:
+        if self.norm not in ("group", "channel"):
+            raise ValueError(f"norm must be group or channel, got {self.norm!r}")
         if self.downsample not in (16, 32):
             raise ValueError(f"downsample must be 16 or 32, got {self.downsample}")
+        if self.stem not in (2, 4, 8):
+            raise ValueError(f"stem must be 2, 4 or 8, got {self.stem}")
         if self.height % self.downsample or self.width % self.downsample:
             raise ValueError(f"{self.height}×{self.width} is not divisible by {self.downsample}")
 
     @property
     def n_stages(self) -> int:
-        return {16: 3, 32: 4}[self.downsample]  # resolutions 1/4, 1/8, 1/16 (, 1/32)
+        return int(math.log2(self.downsample // self.stem)) + 1  # stem 4: 1/4, 1/8, 1/16 (, 1/32)
 
     def stage_channels(self, i: int) -> int:
         return self.channels * min(2**i, self.max_mult)
@@ -71,12 +78,32 @@ class DVAEDims:
         return h * w * self.heads * math.log2(self.num_codes)
 
 
+class ChannelNorm(nn.Module):
+    """LayerNorm over channels at each pixel: unlike GroupNorm its statistics do not depend on the
+    rest of the image, so a model trained on random crops behaves the same on whole frames."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(channels, 1, 1))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        mean = x.mean(dim=1, keepdim=True)
+        var = (x - mean).pow(2).mean(dim=1, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    return ChannelNorm(channels) if kind == "channel" else nn.GroupNorm(min(8, channels), channels)
+
+
 class ResBlock(nn.Module):
     """x + conv(act(conv(act(norm(x))))), optional FiLM after the norm; last conv starts at zero."""
 
-    def __init__(self, channels: int, cond_dim: int = 0):
+    def __init__(self, channels: int, cond_dim: int = 0, norm: str = "group"):
         super().__init__()
-        self.norm = nn.GroupNorm(min(8, channels), channels)
+        self.norm = make_norm(norm, channels)
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
@@ -99,25 +126,26 @@ class Encoder(nn.Module):
     def __init__(self, dims: DVAEDims):
         super().__init__()
         c0 = dims.stage_channels(0)
-        self.stem = nn.Conv2d(3 * STEM_FACTOR**2, c0, 3, padding=1)
+        self.factor = dims.stem
+        self.stem = nn.Conv2d(3 * dims.stem**2, c0, 3, padding=1)
         self.stages = nn.ModuleList()
         self.downs = nn.ModuleList()
         for i in range(dims.n_stages):
             c = dims.stage_channels(i)
-            self.stages.append(nn.Sequential(*[ResBlock(c) for _ in range(dims.blocks)]))
+            self.stages.append(nn.Sequential(*[ResBlock(c, norm=dims.norm) for _ in range(dims.blocks)]))
             if i + 1 < dims.n_stages:
                 self.downs.append(nn.Conv2d(c, dims.stage_channels(i + 1), 3, stride=2, padding=1))
         c_last = dims.stage_channels(dims.n_stages - 1)
-        self.out_norm = nn.GroupNorm(min(8, c_last), c_last)
+        self.out_norm = make_norm(dims.norm, c_last)
         self.to_code = nn.Conv2d(c_last, dims.code_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pixel_unshuffle(x, STEM_FACTOR)  # (B, 48, H/4, W/4)
-        x = self.stem(x)  # (B, C, H/4, W/4)
+        x = F.pixel_unshuffle(x, self.factor)  # (B, 3·s², H/s, W/s), s = dims.stem
+        x = self.stem(x)  # (B, C, H/s, W/s)
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i < len(self.downs):
-                x = self.downs[i](x)  # (B, C', H/2^(i+3), W/2^(i+3))
+                x = self.downs[i](x)  # (B, C', H/(s·2^(i+1)), W/(s·2^(i+1)))
         return self.to_code(F.silu(self.out_norm(x)))  # (B, code_dim, H', W')
 
 
@@ -146,12 +174,13 @@ class Decoder(nn.Module):
         self.ups = nn.ModuleList()
         for i in reversed(range(dims.n_stages)):
             c = dims.stage_channels(i)
-            self.stages.append(nn.ModuleList([ResBlock(c, cond) for _ in range(dims.blocks)]))
+            self.stages.append(nn.ModuleList([ResBlock(c, cond, dims.norm) for _ in range(dims.blocks)]))
             if i > 0:
                 self.ups.append(Upsample(c, dims.stage_channels(i - 1)))
         c0 = dims.stage_channels(0)
-        self.out_norm = nn.GroupNorm(min(8, c0), c0)
-        self.to_pixels = nn.Conv2d(c0, 3 * STEM_FACTOR**2, 3, padding=1)
+        self.out_norm = make_norm(dims.norm, c0)
+        self.factor = dims.stem
+        self.to_pixels = nn.Conv2d(c0, 3 * dims.stem**2, 3, padding=1)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         x = self.from_code(z)  # (B, C_last, H', W')
@@ -160,8 +189,8 @@ class Decoder(nn.Module):
                 x = block(x, cond)
             if i < len(self.ups):
                 x = self.ups[i](x)  # (B, C', 2H, 2W)
-        x = self.to_pixels(F.silu(self.out_norm(x)))  # (B, 48, H/4, W/4)
-        return F.pixel_shuffle(x, STEM_FACTOR)  # (B, 3, H, W)
+        x = self.to_pixels(F.silu(self.out_norm(x)))  # (B, 3·s², H/s, W/s)
+        return F.pixel_shuffle(x, self.factor)  # (B, 3, H, W)
 
 
 class DVAE(nn.Module):

@@ -4,6 +4,11 @@
 frames of the `train` shards and returns the metrics dict that the stage writes as
 `reports/train_dvae/metrics.json`.
 
+- Patch training: each step sees a random `crop_height`×`crop_width` window of each frame (corner
+  on the code grid); validation and export use whole frames. On the 2-core CPU 128×112 windows
+  at batch 8 gave ≈29 dB where whole frames at the same pixel throughput (4× fewer steps) gave
+  ≈26.6 (calibration runs, README).
+
 - Loss: L1 + `mse_weight`·MSE; after `adv_start_fraction` of the steps also `adv_weight`·(hinge
   generator loss + `fm_weight`·discriminator feature matching).
 - AdamW (fused where supported), grad-norm clipping, linear warm-up then cosine decay to
@@ -63,13 +68,13 @@ CODE_MODULES = ("nwt.models.dvae", "nwt.models.memcodes", "nwt.models.discrimina
 
 # Defaults for keys a params section may leave out (params.yaml documents each one).
 DEFAULTS = dict(
-    seed=0, steps=450, batch_size=8, lr=2e-3, weight_decay=0.0, warmup_steps=20, min_lr_fraction=0.05,
-    grad_clip=1.0, ema_decay=0.99, mse_weight=1.0,
-    channels=64, max_mult=4, blocks=1, downsample=16, num_codes=256, heads=2, code_dim=128, temperature=1.0, logit_scale=10.0,
-    episode_embedding=True, episode_dim=32, episode_dropout=0.1,
+    seed=0, steps=2400, batch_size=8, crop_height=128, crop_width=112, lr=2e-3, weight_decay=0.0, warmup_steps=50,
+    min_lr_fraction=0.05, grad_clip=1.0, ema_decay=0.99, mse_weight=1.0,
+    channels=64, max_mult=4, blocks=1, downsample=16, stem=4, norm="channel", num_codes=256, heads=2, code_dim=128,
+    temperature=0.3, logit_scale=10.0, episode_embedding=True, episode_dim=32, episode_dropout=0.1,
     restart_every=25, restart_until_fraction=0.7, restart_min_usage=0.03,
     adv_weight=0.1, fm_weight=1.0, adv_start_fraction=0.5, disc_channels=16, disc_scales=2, disc_lr=2e-4,
-    checkpoint_every=50, log_every=10, val_every=100, val_quick_frames=32, val_frame_stride=5,
+    checkpoint_every=200, log_every=20, val_every=400, val_quick_frames=32, val_frame_stride=5,
     val_max_frames=400, eval_batch_size=16, shuffle_buffer=256,
 )
 
@@ -78,7 +83,7 @@ def _dims_from_cfg(cfg: dict, n_episodes: int) -> DVAEDims:
     return DVAEDims(
         channels=cfg["channels"], max_mult=cfg["max_mult"], blocks=cfg["blocks"], downsample=cfg["downsample"],
         num_codes=cfg["num_codes"], heads=cfg["heads"], code_dim=cfg["code_dim"], temperature=cfg["temperature"],
-        logit_scale=cfg["logit_scale"],
+        logit_scale=cfg["logit_scale"], stem=cfg["stem"], norm=cfg["norm"],
         n_episodes=n_episodes, episode_dim=cfg["episode_dim"], use_episode=bool(cfg["episode_embedding"]),
     )
 
@@ -101,6 +106,26 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def data_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+
+
+def random_crops(frames: np.ndarray, height: int, width: int, grid: int, rng: np.random.Generator) -> np.ndarray:
+    """(B, H, W, 3) → (B, height, width, 3): one random window per frame, its corner on the code grid.
+
+    Patch training: the convolutional dVAE sees random windows in training and whole frames
+    everywhere else (its per-pixel ChannelNorm makes that the same network). At equal compute
+    a 128×112 window gives 4× the optimiser steps of a whole frame, which is what the CPU budget
+    lacks; aligning corners to the `grid` (= downsample) keeps every code on the phase it has
+    in a whole frame. Sizes are rounded down to that grid (128×112 → 128×96 at downsample 32);
+    0 or a size ≥ the frame's means whole frames.
+    """
+    b, h, w = frames.shape[:3]
+    height = h if height <= 0 else min(h, max(grid, height // grid * grid))
+    width = w if width <= 0 else min(w, max(grid, width // grid * grid))
+    if height == h and width == w:
+        return frames
+    ys = rng.integers(0, (h - height) // grid + 1, b) * grid
+    xs = rng.integers(0, (w - width) // grid + 1, b) * grid
+    return np.stack([f[y : y + height, x : x + width] for f, y, x in zip(frames, ys, xs)])
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -348,8 +373,10 @@ def train_dvae(
             frames_iter = random_frames(
                 train_paths, batch_size, data_seed(cfg["seed"], step), rank, world_size, buffer_size=cfg["shuffle_buffer"]
             )
+            crop_rng = np.random.default_rng(data_seed(cfg["seed"] + 1 + rank, step))
         frames, episodes = next(frames_iter)
-        x = to_input(frames, device)  # (B, 3, H, W)
+        frames = random_crops(frames, int(cfg["crop_height"]), int(cfg["crop_width"]), dims.downsample, crop_rng)
+        x = to_input(frames, device)  # (B, 3, crop_height, crop_width)
         ep = torch.from_numpy(episodes).to(device).clamp(0, len(episode_ids))
         ep = episode_lookup[ep]
         if cfg["episode_dropout"] > 0:

@@ -124,3 +124,26 @@ def test_tiny_overfit_loss_decreases():
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3])
+
+
+@pytest.mark.parametrize("stem, downsample", [(2, 16), (8, 16), (8, 32)])
+def test_stem_factors_keep_the_code_grid(stem, downsample):
+    dims = DVAEDims(channels=8, max_mult=2, downsample=downsample, stem=stem, num_codes=16, code_dim=16, n_episodes=2)
+    model = DVAE(dims).eval()
+    x = torch.rand(1, 3, 256, 224) * 2 - 1
+    rec, idx, _ = model(x)
+    assert rec.shape == x.shape and idx.shape == (1, *dims.grid, dims.heads)
+
+
+def test_channel_norm_is_per_pixel_so_crops_see_the_same_network():
+    """GroupNorm mixes statistics over the whole image (a crop would see other values); the
+    channel norm that patch training relies on depends on each pixel's channels alone."""
+    from nwt.models.dvae import ChannelNorm
+
+    norm = ChannelNorm(16)
+    x = torch.randn(2, 16, 32, 28)
+    torch.testing.assert_close(norm(x)[..., 4:20, 8:20], norm(x[..., 4:20, 8:20]))
+    group = torch.nn.GroupNorm(8, 16)
+    assert not torch.allclose(group(x)[..., 4:20, 8:20], group(x[..., 4:20, 8:20]))
+    with pytest.raises(ValueError, match="norm"):
+        DVAEDims(norm="batch")

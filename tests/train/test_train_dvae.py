@@ -134,3 +134,19 @@ def test_ddp_gloo_two_processes(shards, tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["train"]["steps"] == 4 and result["train"]["world_size"] == 2
     assert load_checkpoint(tmp_path / "ckpt/dvae.pt")["step"] == 4
+
+
+def test_random_crops_sit_on_the_code_grid():
+    from nwt.train.dvae import random_crops
+
+    frames = np.arange(4 * 256 * 224 * 3, dtype=np.int64).reshape(4, 256, 224, 3)
+    rng = np.random.default_rng(0)
+    crops = random_crops(frames, 128, 112, 16, rng)
+    assert crops.shape == (4, 128, 112, 3)
+    for frame, crop in zip(frames, crops):
+        y, x = np.argwhere(frame[..., 0] == crop[0, 0, 0])[0]  # where the window starts
+        assert y % 16 == 0 and x % 16 == 0
+        np.testing.assert_array_equal(frame[y : y + 128, x : x + 112], crop)
+    assert random_crops(frames, 128, 112, 32, rng).shape == (4, 128, 96, 3)  # rounded down to the 8×7 grid
+    assert random_crops(frames, 0, 0, 16, rng) is frames  # 0: whole frames
+    assert random_crops(frames, 512, 512, 16, rng) is frames
