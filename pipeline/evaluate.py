@@ -1,6 +1,7 @@
 """Stage `evaluate`: test-split figures for ground truth, reconstruction and generation side by
-side, sample videos (ground truth | reconstruction | generation, with the clip's audio) and the
-gallery page reports/index.html."""
+side, sample videos (ground truth | reconstruction | generation, with the clip's audio), the
+sync-offset curves (reports/evaluate/plots/sync_offset/<source>.tsv) and the gallery page
+reports/index.html."""
 from __future__ import annotations
 
 import shutil
@@ -11,9 +12,11 @@ from tqdm import tqdm
 from nwt.data.shards import iter_clips, shard_paths
 from nwt.data.tokens import load_token_clips, token_paths
 from nwt.eval.control import episode_control, real_region_stats
+from nwt.eval.distribution import SYNC_FEAT, DistributionMetrics, standard_extractors
 from nwt.eval.gallery import write_gallery
 from nwt.eval.lipsync import load_scorer, lse_scores
 from nwt.eval.metrics import mouth_audio_corr, psnr_db
+from nwt.eval.sync_offset import mean_offset_curve, write_curve_tsv
 from nwt.generate import Generator, add_mark
 from nwt.models.dvae_io import decode_codes, encode_frames
 from nwt.data.media import write_video
@@ -22,6 +25,7 @@ from nwt.stage import DATA, REPORTS, stage
 from nwt.train.prior import evaluate_nll
 
 SAMPLES = REPORTS / "evaluate" / "samples"
+OFFSET_PLOTS = REPORTS / "evaluate" / "plots" / "sync_offset"
 SYNC = "models/sync/sync.pt"
 SOURCES = ("gt", "recon", "gen")
 LSE_KEYS = ("lse_d", "lse_c", "av_offset_frames")
@@ -31,14 +35,19 @@ def main() -> None:
     params = load_params()
     cfg = section(params, "evaluate")
     with stage("evaluate") as metrics:
+        # FID / FVD networks load first, so that a named but missing weights file stops the stage
+        # (with what to download) before minutes of generation
+        distribution = DistributionMetrics(standard_extractors(cfg), SOURCES)
         gen = Generator()
         spf = gen.timing.samples_per_frame
-        if SAMPLES.exists():
-            shutil.rmtree(SAMPLES)
+        for out in (SAMPLES, OFFSET_PLOTS):
+            if out.exists():
+                shutil.rmtree(out)
         SAMPLES.mkdir(parents=True)
         scorers = {"": load_scorer(SYNC)[0]}
         if cfg.get("syncnet_weights"):
             scorers["official_"] = load_scorer(cfg["syncnet_weights"])[0]
+        offset_results = {(prefix, s): [] for prefix in scorers for s in SOURCES}  # lse_scores per clip
         corr = {s: [] for s in SOURCES}
         lse = {(prefix, s, k): [] for prefix in scorers for s in SOURCES for k in LSE_KEYS}
         recon_psnr, gen_seconds, gen_wall, samples = [], 0.0, 0.0, []
@@ -64,6 +73,12 @@ def main() -> None:
                     scores = lse_scores(scorer, frames, clip.audio[: t * spf], gen.timing)
                     for k in LSE_KEYS:
                         lse[(prefix, source, k)].append(float(scores[k]))
+                    embeddings = scores.pop("video_emb")  # (windows, D): not kept with the curves
+                    offset_results[(prefix, source)].append(scores)
+                    if not prefix:  # the sync expert's window embeddings double as distribution features
+                        distribution.add(SYNC_FEAT, source, embeddings)
+            for source, frames in videos.items():
+                distribution.add_frames(source, frames)
             if n < int(cfg["samples"]):
                 side = np.concatenate([clip.frames[:t], recon[:t], add_mark(result.frames[:t])], axis=2)
                 write_video(SAMPLES / f"{clip.key}.webm", side, gen.timing.fps, clip.audio[: t * spf],
@@ -80,6 +95,12 @@ def main() -> None:
             value = np.mean(np.abs(values)) if k == "av_offset_frames" else np.mean(values)
             metrics[source][prefix + k] = round(float(value), 4)
         metrics["recon"]["psnr_db"] = round(float(np.mean(recon_psnr)), 3)
+        per_source, extra = distribution.metrics()
+        for source, values in per_source.items():
+            metrics[source].update(values)
+        metrics.update(extra)
+        for (prefix, source), results in offset_results.items():
+            write_curve_tsv(OFFSET_PLOTS / f"{prefix}{source}.tsv", mean_offset_curve(results))
         metrics["gen"]["test_nll_bits_per_code"] = round(float(nll.get("nll_bits_per_code", float("nan"))), 4)
         gt_corr = metrics["gt"]["mouth_audio_corr"]
         metrics["gen_vs_gt"] = dict(

@@ -121,7 +121,9 @@ def lse_scores(model: SyncScorer, frames: np.ndarray, audio: np.ndarray, timing:
     """LSE-D / LSE-C / AV offset of one clip: frames (T, 256, 224, 3) uint8 RGB, audio (S,).
 
     Returns dict(lse_d, lse_c, av_offset_frames, dists (2·vshift+1,) mean distance per offset
-    column, offsets (the AV offset of each column: vshift … −vshift), windows)."""
+    column, offsets (the AV offset of each column: vshift … −vshift), windows, video_emb
+    (windows, D) float32 — the video stream's embeddings, kept for distribution metrics such
+    as evaluate's `frechet_sync_feat`, so that nothing is embedded twice)."""
     frames = np.asarray(frames)
     audio = np.asarray(audio, np.float32)
     min_length = min(len(frames), len(audio) // timing.samples_per_frame)
@@ -136,7 +138,7 @@ def lse_scores(model: SyncScorer, frames: np.ndarray, audio: np.ndarray, timing:
     finally:
         if was_training:
             model.train()
-    return lse_from_embeddings(video, audio_e, vshift)
+    return dict(lse_from_embeddings(video, audio_e, vshift), video_emb=video.numpy())
 
 
 def shifted_lse(video_emb: torch.Tensor, audio_emb: torch.Tensor, k: int, vshift: int = VSHIFT) -> dict:
