@@ -3,6 +3,8 @@
 what follows, and `nwt generate` from the trained models."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -82,7 +84,7 @@ def test_metrics_cover_every_stage(pipeline_repo):
     flat = json.dumps(json.loads(out[out.index("{"):]))
     for key in ("episodes_kept", "cut_recall", "face_detection_rate", "clip_hours", "clips_train", "psnr_db",
                 "perplexity", "nll_bits_per_code", "mouth_audio_corr", "rtf", "lse_c", "lse_d", "lse_c_ratio",
-                "offset_recovery_rate"):
+                "offset_recovery_rate", "frechet_sync_feat"):
         assert f'"{key}"' in flat, key
 
 
@@ -103,9 +105,23 @@ def test_changing_prior_layers_reruns_only_the_prior_and_evaluate(pipeline_repo)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock"], pipeline_repo)
     layers = int(json.loads(_run([sys.executable, "-c", "import yaml,json;print(json.dumps(yaml.safe_load(open('params.yaml'))))"],
                                  pipeline_repo))["prior"]["layers"])
-    out = _run(["dvc", "exp", "run", "-S", f"prior.layers={layers + 1}"], pipeline_repo)
+    out = _run(["dvc", "exp", "run", "-n", "layers-a", "-S", f"prior.layers={layers + 1}"], pipeline_repo)
     ran = sorted({line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")})
     assert ran == ["evaluate", "train_prior"], out[-3000:]
+
+    # a second experiment, then `dvc exp show` puts both side by side with their metrics
+    _run(["dvc", "exp", "run", "-n", "layers-b", "-S", f"prior.layers={layers + 2}"], pipeline_repo)
+    rows = list(csv.DictReader(io.StringIO(_run(["dvc", "exp", "show", "--csv", "--no-pager"], pipeline_repo))))
+    by_name = {row["Experiment"]: row for row in rows if row["Experiment"]}
+    assert {"layers-a", "layers-b"} <= set(by_name), rows
+    a, b = by_name["layers-a"], by_name["layers-b"]
+    layers_col = next(c for c in rows[0] if c.split(":")[-1] == "prior.layers")
+    assert (a[layers_col], b[layers_col]) == (str(layers + 1), str(layers + 2))
+    for key in ("nll_bits_per_code", "lse_c_ratio"):
+        column = next(c for c in rows[0] if c.split(":")[-1].endswith(key))
+        assert a[column] and b[column], (key, a[column], b[column])  # both measured
+    nll = next(c for c in rows[0] if c.endswith("nll_bits_per_code"))
+    assert a[nll] != b[nll]  # different priors, different figures
 
 
 def test_nwt_generate_makes_an_mp4_with_the_audio(pipeline_repo, tmp_path):

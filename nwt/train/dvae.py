@@ -68,13 +68,13 @@ CODE_MODULES = ("nwt.models.dvae", "nwt.models.memcodes", "nwt.models.discrimina
 
 # Defaults for keys a params section may leave out (params.yaml documents each one).
 DEFAULTS = dict(
-    seed=0, steps=2400, batch_size=8, crop_height=128, crop_width=112, lr=2e-3, weight_decay=0.0, warmup_steps=50,
+    seed=0, steps=2200, batch_size=8, crop_height=128, crop_width=112, lr=2e-3, weight_decay=0.0, warmup_steps=50,
     min_lr_fraction=0.05, grad_clip=1.0, ema_decay=0.99, mse_weight=1.0,
     channels=64, max_mult=4, blocks=1, downsample=16, stem=4, norm="channel", num_codes=256, heads=2, code_dim=128,
     temperature=0.3, logit_scale=10.0, episode_embedding=True, episode_dim=32, episode_dropout=0.1,
     restart_every=25, restart_until_fraction=0.7, restart_min_usage=0.03,
     adv_weight=0.1, fm_weight=1.0, adv_start_fraction=0.5, disc_channels=16, disc_scales=2, disc_lr=2e-4,
-    checkpoint_every=200, log_every=20, val_every=400, val_quick_frames=32, val_frame_stride=5,
+    checkpoint_every=200, log_every=20, val_every=550, val_quick_frames=32, val_frame_stride=5,
     val_max_frames=400, eval_batch_size=16, shuffle_buffer=256,
 )
 
@@ -224,8 +224,8 @@ def write_grid(path: Path, gt: np.ndarray, rec: np.ndarray, n: int = 4) -> None:
 # ------------------------------------------------------------------------------------ helpers
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach(), 1 - decay)
+    # one fused multi-tensor lerp: a per-parameter Python loop cost ≈5 % of a CPU step
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - decay)
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from nwt.constants import MELS_PER_FRAME, Timing
@@ -79,6 +80,7 @@ DEFAULTS = dict(
     prev_frame_dropout=0.3,
     code_noise=0.05,
     episode_dropout=0.1,
+    changed_code_weight=1.0,
     checkpoint_every=50,
     log_every=10,
     style_dim=8,
@@ -94,6 +96,26 @@ DEFAULTS = dict(
 RESUME_NEUTRAL_KEYS = ("steps", "checkpoint_every", "log_every")
 DIMS_KEYS = ("mode", "layers", "dim", "heads", "audio_layers", "audio_window", "context_frames", "code_dim", "spatial_dim", "logit_scale",
              "style_dim", "style_hidden", "mar_layers", "mar_dim", "mar_heads")
+
+
+def changed_weighted_ce(logits: torch.Tensor, codes: torch.Tensor, changed_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(plain mean cross-entropy, the training loss): codes that differ from the previous frame's
+    code at the same place weigh `changed_weight` times the rest (weights normalised to mean 1).
+
+    Why: most codes of a talking-head clip repeat the previous frame's, and copying them is
+    learnt first and drives the mean loss; the codes that change (the mouth, mostly) are the
+    ones only the audio can predict. Up-weighting them moves the gradient to where listening
+    pays. The plain mean is what gets logged and evaluated. Frame 0 has no previous frame:
+    weight 1. logits (B, T, H', W', heads, K), codes (B, T, H', W', heads).
+    """
+    ce = F.cross_entropy(logits.flatten(0, -2).float(), codes.reshape(-1).long(), reduction="none").view(codes.shape)
+    plain = ce.mean()
+    if changed_weight == 1.0:
+        return plain, plain
+    changed = torch.zeros_like(codes, dtype=torch.bool)
+    changed[:, 1:] = codes[:, 1:] != codes[:, :-1]
+    w = torch.where(changed, changed_weight, 1.0).to(ce.dtype)
+    return plain, (w * ce).sum() / w.sum()
 
 
 # ---------------------------------------------------------------- data
@@ -395,8 +417,8 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
                 prev_frame_dropout=float(cfg["prev_frame_dropout"]), code_noise=float(cfg["code_noise"]),
                 episode_dropout=float(cfg["episode_dropout"]), generator=gen, return_kl=True,
             )
-        ce = model.loss(logits, codes)
-        loss = ce + style_kl_term(kl, step, cfg, codes[0].numel())
+        ce, weighted = changed_weighted_ce(logits, codes, float(cfg["changed_code_weight"]))
+        loss = weighted + style_kl_term(kl, step, cfg, codes[0].numel())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg["grad_clip"] and cfg["grad_clip"] > 0:

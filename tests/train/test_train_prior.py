@@ -187,3 +187,21 @@ def test_mar_mode_trains_exports_and_evaluates(tokens, tmp_path):
     assert sampled.shape == (10, 2, 2, 2) and (sampled.numpy() == codes).mean() > 0.8
     test = evaluate_nll(model, load_token_clips(token_paths(tokens, "val")), window=8)
     assert test["nll_bits_per_code"] == pytest.approx(val["nll_bits_per_code"], rel=1e-4)
+
+
+def test_changed_code_weighting_moves_the_loss_to_codes_that_change():
+    from nwt.train.prior import changed_weighted_ce
+
+    torch.manual_seed(0)
+    codes = torch.zeros(1, 3, 2, 2, 1, dtype=torch.long)
+    codes[0, 2, 0, 0, 0] = 5  # one code changes, at frame 2
+    logits = torch.zeros(1, 3, 2, 2, 1, 8)
+    logits[..., 0] = 4.0  # confident "same as before": right for 11 codes, wrong for the changed one
+    plain, same = changed_weighted_ce(logits, codes, 1.0)
+    assert torch.equal(plain, same)
+    plain10, weighted = changed_weighted_ce(logits, codes, 10.0)
+    torch.testing.assert_close(plain10, plain)  # what gets logged does not move
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, 8), codes.reshape(-1), reduction="none")
+    expected = (ce.sum() + 9 * ce[8]) / (12 + 9)  # frame 2, position (0, 0) is flat index 8
+    torch.testing.assert_close(weighted, expected)
+    assert weighted > plain
