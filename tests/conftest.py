@@ -22,3 +22,15 @@ def tiny_video(tmp_path_factory) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def syllable_envelope(rng: np.random.Generator, frames: int) -> np.ndarray:
+    """(frames,) mouth opening in [0, 1]: bursts of 2–6 frames with pauses, like speech."""
+    env = np.zeros(frames + 8)
+    t = 0
+    while t < frames:
+        n = int(rng.integers(2, 7))
+        if rng.random() < 0.75:
+            env[t : t + n] = rng.uniform(0.3, 1.0) * np.sin(np.linspace(0, np.pi, n + 2)[1:-1])
+        t += n
+    return env[:frames]

@@ -19,6 +19,8 @@ from nwt.data.synthetic import presenter as pr
 from nwt.models.sync_expert import SyncDims, SyncExpert
 from nwt.train.checkpoint import save_checkpoint
 
+from conftest import syllable_envelope
+
 SPF = 640  # 16 kHz / 25 fps
 CROP_H, CROP_W = 256, 224
 # where the faces stage's crops put the head: sprite centre row and sprite → crop scale, matched
@@ -26,18 +28,6 @@ CROP_H, CROP_W = 256, 224
 SPRITE_CENTRE_ROW = 106
 SPRITE_SCALE = 0.6
 TINY_SYNC = dict(channels=4, audio_channels=8, embed_dim=16, height=24, width=28)
-
-
-def syllable_envelope(rng: np.random.Generator, frames: int) -> np.ndarray:
-    """(frames,) mouth opening in [0, 1]: bursts of 2–6 frames with pauses, like speech."""
-    env = np.zeros(frames + 8)
-    t = 0
-    while t < frames:
-        n = int(rng.integers(2, 7))
-        if rng.random() < 0.75:
-            env[t : t + n] = rng.uniform(0.3, 1.0) * np.sin(np.linspace(0, np.pi, n + 2)[1:-1])
-        t += n
-    return env[:frames]
 
 
 def presenter_clip(rng: np.random.Generator, frames: int, identity: int = 0, wall=(120, 110, 100),

@@ -11,6 +11,8 @@ from nwt.data.shards import ShardWriter, clip_sample
 from nwt.models.sync_expert import load_sync_expert
 from nwt.train.sync import train_sync
 
+from conftest import syllable_envelope
+
 torch.set_num_threads(1)
 
 SPF = 640
@@ -25,14 +27,7 @@ TINY_CFG = dict(
 def synth_clip(rng: np.random.Generator, frames: int):
     """Syllable-like loudness (random bursts and pauses), noise audio with that envelope, and a
     dark mouth box in the 256×224 crop whose height follows the same envelope."""
-    env = np.zeros(frames + 8)
-    t = 0
-    while t < frames:
-        n = int(rng.integers(2, 7))
-        if rng.random() < 0.75:
-            env[t : t + n] = rng.uniform(0.3, 1.0) * np.sin(np.linspace(0, np.pi, n + 2)[1:-1])
-        t += n
-    env = env[:frames]
+    env = syllable_envelope(rng, frames)
     audio = (rng.normal(0, 1, frames * SPF) * np.repeat(0.3 * env + 0.002, SPF)).astype(np.float32)
     video = np.full((frames, 256, 224, 3), (190, 150, 130), np.uint8)  # skin
     video += rng.integers(0, 6, video.shape, dtype=np.uint8)
