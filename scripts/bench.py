@@ -6,9 +6,12 @@ Sections (all by default, or `--only NAME ...`):
   the loader's random 256×224 frames per second (nwt.data.shards.random_frames) is measured on
   the shards it writes;
 - prior_sampling: `Prior.sample` at the params.yaml size (grid from `train_dvae`), FAR and MAR
-  side by side: code-frames per second and real-time factor (÷ fps) of sampling alone (the dVAE
-  decode is the same for both modes and left out); random weights and mel (speed does not
-  depend on them), one intra-op thread as nwt.generate samples on CPU.
+  side by side: code-frames per second and real-time factor (÷ fps) of sampling alone; the dVAE
+  decode of those frames (params.yaml dims) timed on its own, and FAR's real-time factor with the
+  decode included (what `nwt generate` does); FAR's KV-cached sampler against an uncached one
+  that reruns the teacher-forced forward over the last `context_frames` frames for every new
+  frame (the same arithmetic a sampler without a cache must do). Random weights and mel (speed
+  does not depend on them), one intra-op thread as nwt.generate samples on CPU.
 Speed goals live here, never in timed tests. `--only prior_sampling --frames N` runs one short
 section.
 """
@@ -131,7 +134,60 @@ def bench_prior_sampling(frames: int = 50, modes: tuple[str, ...] = ("far", "mar
               f"({frames} frames, {codes[0].numel()} codes each)")
     if "far" in result and "mar" in result:
         result["mar_slowdown"] = round(result["far"]["frames_per_s"] / result["mar"]["frames_per_s"], 1)
+    if "far" in modes:
+        torch.manual_seed(0)
+        model = Prior(PriorDims(**{**{k: cfg[k] for k in DIMS_KEYS}, **grid, "mode": "far"})).eval()
+        start = time.perf_counter()
+        sample_uncached(model, mel, frames)
+        uncached = time.perf_counter() - start
+        result["far"]["uncached_wall_s"] = round(uncached, 3)
+        result["far"]["kv_cache_speedup"] = round(uncached / result["far"]["wall_s"], 2)
+        decode_s = bench_decode(codes, dvae)
+        result["dvae_decode"] = dict(wall_s=round(decode_s, 3), frames_per_s=round(frames / decode_s, 1))
+        far_total = result["far"]["wall_s"] + decode_s
+        result["far"]["rtf_with_decode"] = round(frames / far_total / fps, 3)
+        print(f"FAR without KV cache: {uncached:.2f} s ({result['far']['kv_cache_speedup']}× slower); dVAE decode "
+              f"{frames / decode_s:.1f} frames/s; FAR RTF with decode {result['far']['rtf_with_decode']}")
     return result
+
+
+def sample_uncached(model, mel, frames: int):
+    """Greedy FAR sampling without a KV cache: for each new frame the teacher-forced forward runs
+    again over the last `context_frames` frames (the placeholder for the frame being drawn is
+    never read: the forward predicts frame t from frames < t). Speed reference only."""
+    import torch
+
+    d = model.dims
+    codes = torch.zeros(frames, d.grid_h, d.grid_w, d.code_heads, dtype=torch.long)
+    episode = torch.tensor([model.episode_row(0)])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as Prior.sample runs on CPU
+    try:
+        with torch.no_grad():
+            for t in range(frames):
+                lo = max(0, t + 1 - d.context_frames)
+                logits = model(codes[None, lo : t + 1], mel[None, 4 * lo : 4 * (t + 1)], episode, style=None)
+                codes[t] = logits[0, -1].argmax(-1)
+    finally:
+        torch.set_num_threads(threads)
+    return codes
+
+
+def bench_decode(codes, dvae_cfg: dict) -> float:
+    """Seconds to decode `codes` (T, H', W', heads) with a random-weight dVAE of the params.yaml dims."""
+    import torch
+
+    from nwt.models.dvae import DVAE, DVAEDims
+    from nwt.models.dvae_io import decode_codes
+
+    keys = ("channels", "max_mult", "blocks", "downsample", "num_codes", "heads", "code_dim", "stem", "norm", "episode_dim")
+    torch.manual_seed(0)
+    model = DVAE(DVAEDims(**{k: dvae_cfg[k] for k in keys if k in dvae_cfg}, n_episodes=8)).eval()
+    with torch.no_grad():
+        decode_codes(model, codes[:2].numpy(), 0)  # warm-up
+        start = time.perf_counter()
+        decode_codes(model, codes.numpy(), 0)
+        return time.perf_counter() - start
 
 
 SECTIONS = {"preprocess": bench_preprocess, "prior_sampling": bench_prior_sampling}
