@@ -25,6 +25,9 @@ def merge(base: dict, overlay: dict, path: str = "") -> dict:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
     if not argv or len(argv) > 2:
         print(__doc__, file=sys.stderr)
         return 2
