@@ -177,12 +177,12 @@ def bench_decode(codes, dvae_cfg: dict) -> float:
     """Seconds to decode `codes` (T, H', W', heads) with a random-weight dVAE of the params.yaml dims."""
     import torch
 
-    from nwt.models.dvae import DVAE, DVAEDims
+    from nwt.models.dvae import DVAE
     from nwt.models.dvae_io import decode_codes
+    from nwt.train.dvae import DEFAULTS, _dims_from_cfg  # the trainer's own params → dims
 
-    keys = ("channels", "max_mult", "blocks", "downsample", "num_codes", "heads", "code_dim", "stem", "norm", "episode_dim")
     torch.manual_seed(0)
-    model = DVAE(DVAEDims(**{k: dvae_cfg[k] for k in keys if k in dvae_cfg}, n_episodes=8)).eval()
+    model = DVAE(_dims_from_cfg({**DEFAULTS, **dvae_cfg}, n_episodes=8)).eval()
     with torch.no_grad():
         decode_codes(model, codes[:2].numpy(), 0)  # warm-up
         start = time.perf_counter()
