@@ -8,10 +8,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from nwt.data.shards import SPLITS, ShardWriter, iter_clips, shard_paths
-from nwt.data.tokens import token_sample
+from nwt.data.tokens import token_sample, write_codebook
 from nwt.models.audio_features import log_mel
 from nwt.models.dvae_io import encode_frames, load_dvae
 from nwt.params import load_params, section, timing
@@ -28,6 +29,8 @@ def main() -> None:
         if TOKENS.exists():
             shutil.rmtree(TOKENS)
         TOKENS.mkdir(parents=True)
+        with torch.no_grad():
+            write_codebook(TOKENS, model.memcodes.values().float().cpu().numpy())  # (heads, K, d)
         frames_done = 0
         for split in SPLITS:
             n_clips = 0

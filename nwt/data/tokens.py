@@ -5,6 +5,11 @@
 - `mel.npy`: (4T, 80) float16 log-mel (nwt.models.audio_features.log_mel), aligned to codes
 - `json`: key, episode_id, episode_index, fps, sample_rate, n_frames, num_codes (codebook size
   per head), split, source shard
+
+and `data/tokens/codebook.npy`: the dVAE's Memcodes values (heads, num_codes, value dim) float32,
+what each code index stands for. The prior starts its code embeddings and output layer from
+their principal directions (nwt.models.prior.Prior.init_from_codebook), so that codes that look
+alike start alike instead of as unrelated symbols.
 """
 from __future__ import annotations
 
@@ -16,6 +21,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import webdataset as wds
+
+from nwt.data.atomic import atomic_path
+
+CODEBOOK_FILE = "codebook.npy"
 
 
 @dataclass
@@ -70,3 +79,20 @@ def iter_token_clips(paths: Sequence[str]) -> Iterator[TokenClip]:
 def load_token_clips(paths: Sequence[str]) -> list[TokenClip]:
     """All clips in memory: the default corpus is a few MB of tokens."""
     return list(iter_token_clips(paths))
+
+
+def write_codebook(token_dir: str | Path, values: np.ndarray) -> Path:
+    """Save the dVAE's code values (heads, num_codes, d) beside the token shards (atomically)."""
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 3:
+        raise ValueError(f"codebook values must be (heads, num_codes, d), got {values.shape}")
+    path = Path(token_dir) / CODEBOOK_FILE
+    with atomic_path(path) as tmp:
+        np.save(tmp, values, allow_pickle=False)
+    return path
+
+
+def load_codebook(token_dir: str | Path) -> np.ndarray | None:
+    """(heads, num_codes, d) float32 code values, or None where the tokens carry none."""
+    path = Path(token_dir) / CODEBOOK_FILE
+    return np.load(path, allow_pickle=False) if path.exists() else None

@@ -30,7 +30,7 @@ Style (unlabelled Gaussian latent, after Hsu et al. 2019; `style_dim > 0`): a re
 encoder (nwt/models/style.py) reads a clip's codes and gives the mean and log-variance of a
 `style_dim` Gaussian; in training z is drawn with the reparameterisation trick from the
 encoding of the training window itself and `style_proj(z)` is added to every frame input (as
-the episode is); `forward(..., style="posterior", return_kl=True)` also returns the KL to
+the episode is); `forward(..., style="posterior", return_aux=True)` also returns the KL to
 N(0, I). At sampling time z comes from N(0, I) (a seed), from a reference clip's codes (the
 encoder's mean), or is 0 (the prior's mean) by default.
 
@@ -40,6 +40,7 @@ memory does not grow with the audio's length; `sample` collects it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
@@ -78,6 +79,8 @@ class PriorDims:
     # output layer; lets a few-hundred-step CPU run reach sharp code distributions (measured:
     # 3.2 vs 6.5 bits/code after 30 steps at lr 3e-3)
     logit_scale: float = 4.0
+    sync_dim: int = 0  # audio–frame contrastive embedding width (0: no sync loss)
+    audio_skip: int = 0  # FAR: rank of a direct audio → per-position head input (0: audio only via the frame transformer)
     style_dim: int = 0  # unlabelled Gaussian style latent (0: none)
     style_hidden: int = 64  # width of the reference encoder
     # MAR head (mode "mar" only): causal transformer over the H'·W'·heads codes of a frame
@@ -90,8 +93,8 @@ class PriorDims:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.context_frames < 1:
             raise ValueError("context_frames must be ≥ 1")
-        if self.style_dim < 0:
-            raise ValueError("style_dim must be ≥ 0")
+        if self.style_dim < 0 or self.sync_dim < 0:
+            raise ValueError("style_dim and sync_dim must be ≥ 0")
         if self.mode == "mar" and (self.mar_layers < 1 or self.mar_dim % self.mar_heads or (self.mar_dim // self.mar_heads) % 2):
             raise ValueError("mar_layers must be ≥ 1 and mar_dim split into mar_heads heads of even size")
 
@@ -121,6 +124,10 @@ class Prior(nn.Module):
         if d.style_dim > 0:
             self.style_encoder = StyleEncoder(d.code_heads, K, P, d.style_dim, d.style_hidden)
             self.style_proj = nn.Linear(d.style_dim, D)
+        if d.sync_dim > 0:
+            self.sync_audio = nn.Linear(D, d.sync_dim)
+            self.sync_frame = nn.Linear(P * d.code_heads * d.code_dim, d.sync_dim)
+            self.sync_logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.blocks = nn.ModuleList(Block(D, d.heads, d.mlp_ratio) for _ in range(d.layers))
         self.norm = nn.LayerNorm(D)
         if d.mode == "mar":  # the only difference between the modes: the head after the frame transformer
@@ -134,6 +141,13 @@ class Prior(nn.Module):
         # copying static regions needs no capacity of the frame vector, which is left for changes
         self.skip_embed = nn.Embedding(d.code_heads * K, S)
         nn.init.normal_(self.skip_embed.weight, std=0.02)
+        if d.audio_skip > 0:
+            # frame t's audio straight into every position's head input (low rank, zero at init):
+            # the frame vector is shared by all 448 codes and the copy of the previous frame fills
+            # it; the mouth's positions get a path of their own to what is being said
+            self.audio_skip = nn.Sequential(nn.Linear(D, d.audio_skip), nn.Linear(d.audio_skip, P * S))
+            nn.init.zeros_(self.audio_skip[1].weight)
+            nn.init.zeros_(self.audio_skip[1].bias)
         self.spatial_mlp = nn.Sequential(
             nn.LayerNorm(S), nn.Linear(S, d.mlp_ratio * S), nn.GELU(), nn.Linear(d.mlp_ratio * S, S)
         )
@@ -141,6 +155,39 @@ class Prior(nn.Module):
         self.spatial_out = nn.Linear(S, d.code_heads * K)
         nn.init.normal_(self.spatial_out.weight, std=0.02)
         nn.init.zeros_(self.spatial_out.bias)
+
+    @torch.no_grad()
+    def init_from_codebook(self, values: torch.Tensor) -> None:
+        """Start the code embeddings (input, skip) and the FAR output layer from the dVAE's code
+        values (heads, num_codes, d): each head's values, centred, projected on their leading
+        principal directions and scaled to the layer's own init spread.
+
+        Why: as plain symbols, the 256 codes of a head are unrelated until the data relates
+        them, and the few thousand frames of a small corpus show each mouth code rarely. Codes
+        whose patches look alike now start with alike embeddings and alike output rows, so what
+        is learnt for one (a more open mouth when the audio is loud) carries to its neighbours."""
+        d = self.dims
+        values = torch.as_tensor(values, dtype=torch.float32)
+        if tuple(values.shape[:2]) != (d.code_heads, d.num_codes):
+            raise ValueError(f"codebook values {tuple(values.shape)} do not match {d.code_heads} heads × {d.num_codes} codes")
+
+        def projected(width: int, std: float) -> torch.Tensor:  # (heads·K, width)
+            rows = []
+            for v in values:  # (K, dv)
+                v = v - v.mean(0)
+                u, s, _ = torch.linalg.svd(v, full_matrices=False)  # u (K, r)
+                p = u[:, :width] * s[:width]  # (K, ≤width) principal coordinates
+                p = F.pad(p, (0, width - p.shape[1]))
+                rows.append(p / p.std().clamp_min(1e-8) * std)
+            return torch.cat(rows)
+
+        def set_(param: torch.Tensor, std: float) -> None:
+            param.copy_(projected(param.shape[1], std).to(param.dtype))
+
+        set_(self.code_embed.weight, float(self.code_embed.weight.std()))
+        if d.mode == "far":
+            set_(self.skip_embed.weight, float(self.skip_embed.weight.std()))
+            set_(self.spatial_out.weight, float(self.spatial_out.weight.std()))
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -169,15 +216,21 @@ class Prior(nn.Module):
         per position, MAR (B, T, N, mar_dim) per code."""
         return self.embed_skip(codes) if self.dims.mode == "far" else self.mar.embed_skip(codes)
 
-    def head(self, h: torch.Tensor, skip: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    def head(self, h: torch.Tensor, skip: torch.Tensor, codes: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:
         """Frame states (B, T, D) → logits (B, T, H', W', heads, K); MAR teacher-forces `codes`
-        (the frames' own codes) inside each frame, FAR does not read them."""
-        return self.spatial(h, skip) if self.dims.mode == "far" else self.mar(h, skip, codes)
+        (the frames' own codes) inside each frame, FAR does not read them. `audio` (B, T, D):
+        the audio encoding, for FAR's `audio_skip`."""
+        return self.spatial(h, skip, audio) if self.dims.mode == "far" else self.mar(h, skip, codes)
 
-    def spatial(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) frame states + (B, T, P, S) previous-frame skip → (B, T, H', W', heads, num_codes) logits."""
+    def spatial(self, h: torch.Tensor, skip: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, D) frame states + (B, T, P, S) previous-frame skip (+ (B, T, D) audio encoding
+        with `audio_skip`) → (B, T, H', W', heads, num_codes) logits."""
         d = self.dims
         z = rearrange(self.spatial_in(h), "b t (p s) -> b t p s", p=d.positions) + self.spatial_pos + skip
+        if d.audio_skip > 0:
+            if audio is None:
+                raise ValueError("this prior's head reads the audio encoding (audio_skip): pass `audio`")
+            z = z + rearrange(self.audio_skip(audio), "b t (p s) -> b t p s", p=d.positions)
         z = z + self.spatial_mlp(z)
         logits = self.spatial_out(self.spatial_norm(z)) * d.logit_scale  # (B, T, P, heads*K)
         return rearrange(logits, "b t (h w) (k c) -> b t h w k c", h=d.grid_h, k=d.code_heads)
@@ -202,11 +255,13 @@ class Prior(nn.Module):
         episode_dropout: float = 0.0,
         generator: torch.Generator | None = None,
         style: torch.Tensor | str | None = "posterior",
-        return_kl: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, T, H', W', heads, num_codes) of frame t given frames < t and all audio
-        (and, with `return_kl`, the per-dimension KL (style_dim,) of the style posterior to
-        N(0, I), averaged over the batch; zeros(0) without a style latent).
+        return_aux: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict]:
+        """Logits (B, T, H', W', heads, num_codes) of frame t given frames < t and all audio;
+        with `return_aux` also a dict of the training terms: "kl", the per-dimension KL
+        (style_dim,) of the style posterior to N(0, I) averaged over the batch (zeros(0) without
+        a style latent), and "sync", the audio–frame contrastive loss (see `sync_loss`; a 0-d
+        zero without `sync_dim`).
 
         `style` (ignored when style_dim = 0): "posterior" = encoded from `codes` themselves
         (a reparameterised draw in training mode, the mean in eval mode), a (B, style_dim) or
@@ -239,8 +294,29 @@ class Prior(nn.Module):
             z, kl = self._style_input(codes, style, generator)
             x = x + self.style_proj(z.to(x.dtype))[:, None]
         h = self._frames(x, context_frames or self.dims.context_frames)
-        logits = self.head(h, skip, codes)
-        return (logits, kl) if return_kl else logits
+        logits = self.head(h, skip, codes, audio)
+        if not return_aux:
+            return logits
+        sync = self.sync_loss(codes, audio) if self.dims.sync_dim > 0 else x.new_zeros((), dtype=torch.float32)
+        return logits, dict(kl=kl, sync=sync)
+
+    def sync_loss(self, codes: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Symmetric InfoNCE between the audio encoding of frame t and an embedding of frame t's
+        own codes, the negatives being the other frames of the same window: codes (B, T, H', W',
+        heads), audio (B, T, D) → 0-d loss (nats).
+
+        Why: the mouth is a few of a frame's 448 codes, so the next-code loss barely rewards
+        listening and the prior learns to copy the previous frame (measured: NLL with shuffled
+        audio equal to 4 decimals). Other frames of the same window share the look, the framing
+        and the episode; what tells them apart and can be heard is the mouth. Matching them
+        trains the audio encoder to say what the mouth is doing, which the frame transformer
+        then has at hand (SyncNet's objective, applied to the prior's own encoder)."""
+        e = self.code_embed(codes.long() + self.head_offset)  # (B, T, H', W', heads, code_dim)
+        v = F.normalize(self.sync_frame(rearrange(e, "b t h w k e -> b t (h w k e)")).float(), dim=-1)  # (B, T, E)
+        a = F.normalize(self.sync_audio(audio).float(), dim=-1)  # (B, T, E)
+        sim = torch.einsum("bte,bse->bts", a, v) * self.sync_logit_scale.exp().clamp(max=100.0)  # (B, T, T)
+        target = torch.arange(codes.shape[1], device=codes.device).expand(codes.shape[0], -1)
+        return 0.5 * (F.cross_entropy(sim.transpose(1, 2), target) + F.cross_entropy(sim, target))
 
     def _style_input(self, codes, style, generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, style_dim) z and (style_dim,) batch-mean KL (zeros when z is given)."""
@@ -368,7 +444,8 @@ class Prior(nn.Module):
         skip_shape = (d.positions, d.spatial_dim) if d.mode == "far" else (self.mar.tokens, d.mar_dim)
         skip = torch.zeros(1, 1, *skip_shape, device=dev, dtype=dtype)  # no previous frame at t=0
         hd = d.dim // d.heads
-        audio, a_start, a_stop = None, 0, 0
+        audio = audio_in = None
+        a_start, a_stop = 0, 0
         for t in range(int(n_frames)):
             before = torch.get_num_threads() if threads else None
             if threads:
@@ -380,8 +457,10 @@ class Prior(nn.Module):
                     mel = torch.as_tensor(mel_fn(lo, hi), device=dev, dtype=dtype)
                     if mel.shape[0] != (hi - lo) * MELS_PER_FRAME:
                         raise ValueError(f"mel_fn({lo}, {hi}) gave {mel.shape[0]} mel frames, want {(hi - lo) * MELS_PER_FRAME}")
-                    audio = self.audio_proj(self.audio(mel[None])[:, a_start - lo : a_stop - lo])  # (1, chunk, D)
-                x = prev + audio[:, t - a_start : t - a_start + 1] + bias  # (1, 1, D)
+                    audio = self.audio(mel[None])[:, a_start - lo : a_stop - lo]  # (1, chunk, D)
+                    audio_in = self.audio_proj(audio)
+                a_t = audio[:, t - a_start : t - a_start + 1]  # (1, 1, D)
+                x = prev + audio_in[:, t - a_start : t - a_start + 1] + bias  # (1, 1, D)
                 cos, sin = rope_angles(torch.tensor([t], device=dev), hd)
                 for block, cache in zip(self.blocks, caches):
                     if cache.get("k") is not None and cache["k"].shape[2] >= context:
@@ -389,7 +468,7 @@ class Prior(nn.Module):
                         cache["v"] = cache["v"][:, :, -(context - 1) :] if context > 1 else None
                     x = block(x, cos, sin, cache=cache)
                 if d.mode == "far":
-                    logits = self.spatial(self.norm(x), skip)[0, 0]  # (H', W', heads, K)
+                    logits = self.spatial(self.norm(x), skip, a_t)[0, 0]  # (H', W', heads, K)
                     codes = sample_logits(logits, temperature, top_k, top_p, gen)  # (H', W', heads)
                 else:  # one code at a time, H'·W'·heads steps
                     codes = self.mar.sample(self.norm(x)[0], skip[0],

@@ -13,7 +13,11 @@ def load_prior(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     the weights: dims, episode_ids, timing, fingerprint, step."""
     ckpt = torch.load(path, map_location=device, weights_only=True)
     model = Prior(PriorDims(**ckpt["dims"]))
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:  # weights of an older model layout: say what to do, not just which keys
+        raise RuntimeError(f"{path} was written by an older version of the prior ({err}); retrain it: "
+                           "`dvc repro train_prior`") from err
     model.to(device).eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return model, meta

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from nwt.constants import MELS_PER_FRAME, Timing
-from nwt.data.tokens import TokenClip, load_token_clips, token_paths
+from nwt.data.tokens import TokenClip, load_codebook, load_token_clips, token_paths
 from nwt.models.prior import Prior, PriorDims
 from nwt.train.common import adamw, autocast, lr_factor
 from nwt.train.checkpoint import (
@@ -81,6 +81,10 @@ DEFAULTS = dict(
     code_noise=0.05,
     episode_dropout=0.1,
     changed_code_weight=1.0,
+    sync_dim=0,
+    sync_weight=0.0,
+    audio_skip=0,
+    codebook_init=False,
     checkpoint_every=50,
     log_every=10,
     style_dim=8,
@@ -95,7 +99,7 @@ DEFAULTS = dict(
 # changing these does not change what a step computes: a run with more steps resumes
 RESUME_NEUTRAL_KEYS = ("steps", "checkpoint_every", "log_every")
 DIMS_KEYS = ("mode", "layers", "dim", "heads", "audio_layers", "audio_window", "context_frames", "code_dim", "spatial_dim", "logit_scale",
-             "style_dim", "style_hidden", "mar_layers", "mar_dim", "mar_heads")
+             "sync_dim", "audio_skip", "style_dim", "style_hidden", "mar_layers", "mar_dim", "mar_heads")
 
 
 def changed_weighted_ce(logits: torch.Tensor, codes: torch.Tensor, changed_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,7 +220,8 @@ def evaluate(model: Prior, windows, batch_size: int, device, unigram: torch.Tens
         ep = ep_all[s : s + batch_size].to(device)
         for key, mel in (("nll", mel_all), ("shuf", mel_shuf)):
             with autocast(device):
-                logits, kl = model(codes, mel[s : s + batch_size].to(device), ep, return_kl=True)
+                logits, aux = model(codes, mel[s : s + batch_size].to(device), ep, return_aux=True)
+                kl = aux["kl"]
             flat = logits.reshape(-1, K).float()
             target = codes.reshape(-1)
             kl_sum = kl.float().sum().item() * codes.shape[0]  # nats, all windows of the batch
@@ -372,6 +377,12 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
         log.info("resuming prior from %s at step %d", last_path, step)
     else:
         log.info("no matching prior checkpoint at %s: starting fresh", last_path)
+        if cfg["codebook_init"]:
+            values = load_codebook(token_dir)
+            if values is None:
+                raise FileNotFoundError(f"prior.codebook_init is on but {token_dir} has no codebook.npy "
+                                        "(tokens from an older tokenize stage): rerun `dvc repro tokenize`")
+            model.init_from_codebook(torch.from_numpy(values))
     del ckpt
     resumed = step > 0
 
@@ -405,20 +416,21 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
     start_step = step
     frames_seen = 0
     bar = tqdm(total=steps, initial=step, desc="train_prior", disable=rank != 0, dynamic_ncols=True)
-    acc_loss, acc_correct, acc_n, acc_steps, acc_kl = 0.0, 0.0, 0, 0, 0.0
+    acc_loss, acc_correct, acc_n, acc_steps, acc_kl, acc_sync = 0.0, 0.0, 0, 0, 0.0, 0.0
     while step < steps:
         rng = np.random.default_rng(_step_seed(seed, rank, step))
         codes, mel, ep = sample_batch(train_clips, int(cfg["batch_size"]), int(cfg["window_frames"]), rng)
         codes, mel, ep = codes.to(device), mel.to(device), ep.to(device)
         gen = torch.Generator(device=device).manual_seed(int(rng.integers(0, 2**62)))
         with autocast(device):
-            logits, kl = ddp(
+            logits, aux = ddp(
                 codes, mel, ep,
                 prev_frame_dropout=float(cfg["prev_frame_dropout"]), code_noise=float(cfg["code_noise"]),
-                episode_dropout=float(cfg["episode_dropout"]), generator=gen, return_kl=True,
+                episode_dropout=float(cfg["episode_dropout"]), generator=gen, return_aux=True,
             )
+        kl, sync = aux["kl"], aux["sync"]
         ce, weighted = changed_weighted_ce(logits, codes, float(cfg["changed_code_weight"]))
-        loss = weighted + style_kl_term(kl, step, cfg, codes[0].numel())
+        loss = weighted + style_kl_term(kl, step, cfg, codes[0].numel()) + float(cfg["sync_weight"]) * sync
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg["grad_clip"] and cfg["grad_clip"] > 0:
@@ -430,6 +442,7 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
 
         acc_loss += ce.item()
         acc_kl += kl.float().sum().item()
+        acc_sync += sync.item()
         acc_steps += 1
         with torch.no_grad():
             acc_correct += (logits.argmax(-1) == codes).sum().item()
@@ -443,11 +456,12 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
                 live.log_metric("train/nll_bits_per_code", mean_loss / LN2)
                 live.log_metric("train/code_accuracy", acc_correct / acc_n)
                 live.log_metric("train/kl", acc_kl / acc_steps)
+                live.log_metric("train/sync_loss", acc_sync / acc_steps)
                 live.log_metric("train/lr", scheduler.get_last_lr()[0])
                 live.log_metric("train/wall_s", time.time() - t_begin, plot=False)
                 live.next_step()
                 bar.set_postfix(bits=f"{mean_loss / LN2:.3f}", acc=f"{acc_correct / acc_n:.3f}")
-                acc_loss, acc_correct, acc_n, acc_steps, acc_kl = 0.0, 0.0, 0, 0, 0.0
+                acc_loss, acc_correct, acc_n, acc_steps, acc_kl, acc_sync = 0.0, 0.0, 0, 0, 0.0, 0.0
         if step % int(cfg["checkpoint_every"]) == 0 or step == steps:
             save_last()
         if stop_after is not None and step >= stop_after and step < steps:

@@ -59,9 +59,11 @@ def test_audio_chunked_equals_full():
     assert torch.allclose(enc.encode_chunked(mel, chunk_frames=7), enc(mel), atol=1e-9)
 
 
-@pytest.mark.parametrize("T", [4, 13])  # inside and beyond the 5-frame context window
-def test_cached_greedy_sampling_equals_uncached(T):
-    m = tiny().double()
+@pytest.mark.parametrize("T,audio_skip", [(4, 0), (13, 0), (13, 4)])  # inside and beyond the 5-frame context
+def test_cached_greedy_sampling_equals_uncached(T, audio_skip):
+    m = tiny(audio_skip=audio_skip).double()
+    if audio_skip:  # zero at init: give the direct audio path weights so that it matters
+        torch.nn.init.normal_(m.audio_skip[1].weight, std=0.5, generator=torch.Generator().manual_seed(0))
     _, mel, _ = data(B=1, T=T)
     codes = m.sample(mel[0].double(), episode_index=1, top_k=1, seed=0)
     assert codes.shape == (T, 3, 2, 2) and codes.dtype == torch.long
@@ -117,14 +119,16 @@ def test_unknown_mode():  # MAR has its own tests: tests/models/test_prior_mar.p
 def test_style_latent_forward_kl_and_sampling():
     m = tiny(style_dim=3, style_hidden=8)
     codes, mel, ep = data()
-    logits, kl = m(codes, mel, ep, return_kl=True)  # eval: z = posterior mean
+    logits, aux = m(codes, mel, ep, return_aux=True)
+    kl = aux["kl"]  # eval: z = posterior mean
     assert logits.shape == (2, 7, 3, 2, 2, 16) and kl.shape == (3,) and (kl >= 0).all()
     z0 = m(codes, mel, ep, style=None)
     assert not torch.allclose(logits, z0)  # the posterior's z reaches the logits
     # training: a reparameterised draw, gradients reach the reference encoder
     m.train()
     g = torch.Generator().manual_seed(0)
-    logits, kl = m(codes, mel, ep, return_kl=True, generator=g)
+    logits, aux = m(codes, mel, ep, return_aux=True, generator=g)
+    kl = aux["kl"]
     (m.loss(logits, codes) + kl.sum()).backward()
     assert m.style_encoder.frame.weight.grad.abs().sum() > 0 and m.style_proj.weight.grad.abs().sum() > 0
     m.eval()
@@ -155,3 +159,75 @@ def test_sample_iter_streams_what_sample_collects():
     assert max(hi - lo for lo, hi in calls) <= 7 + 2 * m.audio.receptive_frames()  # mel read a chunk at a time
     # chunking the audio encoder changes nothing (it has a finite receptive field)
     assert torch.equal(m.sample(mel[0], 0, temperature=1.0, seed=2, audio_chunk_frames=1000), whole)
+
+
+def test_sync_loss_is_chance_without_a_match_and_trains_the_audio_encoder():
+    """The audio–frame contrastive loss starts near log T (within-window negatives) and, on toy
+    data whose one changing code is a function of the mel, training on it alone makes the audio
+    encoder pick the right frame: loss well below chance."""
+    torch.manual_seed(0)
+    T = 8
+    m = Prior(PriorDims(**{**TINY, "sync_dim": 8}))
+    g = torch.Generator().manual_seed(3)
+
+    def batch():
+        level = torch.randint(0, 4, (4, T), generator=g)  # (B, T): a "mouth opening" per frame
+        mel = (level[..., None, None].float() - 1.5).expand(4, T, 4, 8).reshape(4, 4 * T, 8)
+        mel = mel + 0.1 * torch.randn(mel.shape, generator=g)
+        codes = torch.zeros(4, T, 3, 2, 2, dtype=torch.long)
+        codes[:, :, 2, 1, 0] = level  # the only code that changes, and it follows the audio
+        return codes, mel, torch.zeros(4, dtype=torch.long)
+
+    codes, mel, ep = batch()
+    m.eval()
+    _, aux = m(codes, mel, ep, return_aux=True)
+    assert abs(aux["sync"].item() - torch.log(torch.tensor(float(T))).item()) < 0.5
+    assert tiny()(codes, mel, ep, return_aux=True)[1]["sync"].item() == 0.0  # sync_dim 0: no term
+    m.train()
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(150):
+        codes, mel, ep = batch()
+        _, aux = m(codes, mel, ep, return_aux=True)
+        opt.zero_grad()
+        aux["sync"].backward()
+        opt.step()
+    m.eval()
+    codes, mel, ep = batch()
+    # 4 levels among 8 frames: frames of equal level are indistinguishable, so the floor is ≈ log 2
+    assert m(codes, mel, ep, return_aux=True)[1]["sync"].item() < 1.2
+
+
+def test_audio_encoder_output_varies_over_time_at_init():
+    """The stem norm keeps the convolutions' time-varying output from being swamped by the
+    blocks' constant biases (without it the prior learned to ignore the audio): at init, the
+    share of the output that varies over time is well above that of the same encoder without it."""
+    mel = 0.3 * torch.randn(1, 4 * 50, 8, generator=torch.Generator().manual_seed(0))  # log-mel-like spread
+
+    def time_share(stem_norm: bool) -> float:
+        torch.manual_seed(0)
+        enc = AudioEncoder(dim=64, layers=2, heads=2, window=4, n_mels=8).eval()
+        if not stem_norm:
+            enc.stem_norm = torch.nn.Identity()
+        with torch.no_grad():
+            out = enc(mel)[0]  # (T, D)
+        return (out.std(0).mean() / out.std()).item()
+
+    assert time_share(True) > 1.5 * time_share(False)
+
+
+def test_init_from_codebook_gives_alike_codes_alike_embeddings():
+    """Codes whose dVAE values are close start with close input embeddings and output rows."""
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(2, 2, 1, 6, generator=g) * 3  # (heads, cluster, 1, d): two looks per head
+    values = (centres + 0.1 * torch.randn(2, 2, 8, 6, generator=g)).reshape(2, 16, 6)  # codes 0-7 | 8-15
+    m = tiny()
+    std_before = m.code_embed.weight.std().item()
+    m.init_from_codebook(values)
+    for weight in (m.code_embed.weight, m.skip_embed.weight, m.spatial_out.weight):
+        w = torch.nn.functional.normalize(weight[:16], dim=-1)  # head 0
+        sim = w @ w.T
+        within = (sim[:8, :8].mean() + sim[8:, 8:].mean()) / 2
+        assert within > sim[:8, 8:].mean() + 0.5
+    assert abs(m.code_embed.weight.std().item() - std_before) < 0.2 * std_before  # the init's own spread
+    with pytest.raises(ValueError, match="do not match"):
+        m.init_from_codebook(torch.randn(2, 8, 6))

@@ -205,3 +205,33 @@ def test_changed_code_weighting_moves_the_loss_to_codes_that_change():
     expected = (ce.sum() + 9 * ce[8]) / (12 + 9)  # frame 2, position (0, 0) is flat index 8
     torch.testing.assert_close(weighted, expected)
     assert weighted > plain
+
+
+def test_codebook_init_and_sync_loss_train_and_log(tmp_path):
+    """prior.codebook_init reads data/tokens/codebook.npy (a clear error where the tokens carry
+    none) and the sync loss is logged; the run still learns to listen."""
+    from nwt.data.tokens import write_codebook
+    tokens = write_tokens(tmp_path / "tokens")
+    with pytest.raises(FileNotFoundError, match="dvc repro tokenize"):
+        run(tokens, tmp_path / "a", steps=2, codebook_init=True)
+    write_codebook(tokens, np.random.default_rng(0).normal(size=(2, NUM_CODES, 6)))
+    m = run(tokens, tmp_path / "b", steps=150, checkpoint_every=150, log_every=25, prev_frame_dropout=0.0,
+            codebook_init=True, sync_dim=8, sync_weight=0.5)
+    val = m["val"]
+    assert val["nll_shuffled_audio_bits_per_code"] > val["nll_bits_per_code"] + 0.5, val
+    sync = np.loadtxt(tmp_path / "b" / "report" / "plots" / "metrics" / "train" / "sync_loss.tsv", skiprows=1)[:, 1]
+    assert sync[-1] < sync[0]  # the frame of the audio is found more often as training goes on
+
+
+def test_dvc_stage_depends_on_every_module_that_shapes_a_checkpoint():
+    """A change to any module in the resume fingerprint must also make `dvc repro` rerun the stage."""
+    from pathlib import Path
+
+    import yaml
+
+    from nwt.train.prior import CODE_MODULES
+    root = Path(__file__).resolve().parents[2]
+    deps = set(yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["train_prior"]["deps"])
+    for module in CODE_MODULES:
+        assert module.replace(".", "/") + ".py" in deps, module
+    assert "nwt/data/tokens.py" in deps  # the codebook file's reader
