@@ -8,7 +8,7 @@ import pytest
 import torch
 import webdataset as wds
 
-from nwt.data.tokens import token_sample
+from nwt.data.tokens import token_sample, write_codebook
 from nwt.models.prior_io import load_prior
 from nwt.train.prior import train_prior
 
@@ -35,9 +35,11 @@ def synth_clip(rng: np.random.Generator, frames: int):
     return codes, mel
 
 
-def write_tokens(token_dir, clips_per_split=dict(train=12, val=4), frames=24, seed=0):
+def write_tokens(token_dir, clips_per_split=dict(train=12, val=4), frames=24, seed=0, codebook=True):
     rng = np.random.default_rng(seed)
     token_dir.mkdir(parents=True, exist_ok=True)
+    if codebook:  # what tokenize writes beside the shards: the dVAE's code values (2 heads × d 6 here)
+        write_codebook(token_dir, rng.normal(size=(2, NUM_CODES, 6)))
     for split, n in clips_per_split.items():
         with wds.TarWriter(str(token_dir / f"{split}-000000.tar")) as sink:
             for i in range(n):
@@ -210,8 +212,7 @@ def test_changed_code_weighting_moves_the_loss_to_codes_that_change():
 def test_codebook_init_and_sync_loss_train_and_log(tmp_path):
     """prior.codebook_init reads data/tokens/codebook.npy (a clear error where the tokens carry
     none) and the sync loss is logged; the run still learns to listen."""
-    from nwt.data.tokens import write_codebook
-    tokens = write_tokens(tmp_path / "tokens")
+    tokens = write_tokens(tmp_path / "tokens", codebook=False)
     with pytest.raises(FileNotFoundError, match="dvc repro tokenize"):
         run(tokens, tmp_path / "a", steps=2, codebook_init=True)
     write_codebook(tokens, np.random.default_rng(0).normal(size=(2, NUM_CODES, 6)))
