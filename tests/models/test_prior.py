@@ -111,6 +111,16 @@ def test_rebuild_from_file_weights_only(tmp_path):
     assert torch.equal(m(codes, mel, ep), m2(codes, mel, ep))
 
 
+def test_stale_checkpoint_layout_says_retrain(tmp_path):
+    """A prior.pt from before a layout change (here: no audio stem norm) fails with what to run."""
+    m = tiny()
+    state = {k: v for k, v in m.state_dict().items() if not k.startswith("audio.stem_norm.")}
+    path = tmp_path / "prior.pt"
+    torch.save(dict(dims=asdict(m.dims), state_dict=state, episode_ids=[], timing={}, fingerprint="x", step=0), path)
+    with pytest.raises(RuntimeError, match="dvc repro train_prior"):
+        load_prior(path, "cpu")
+
+
 def test_unknown_mode():  # MAR has its own tests: tests/models/test_prior_mar.py
     with pytest.raises(ValueError):
         PriorDims(mode="bogus")
