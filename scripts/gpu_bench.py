@@ -61,12 +61,28 @@ PEAK_BF16_TFLOPS = (
     ("H800", 989.4), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0),
 )
 
-# default dims: params.yaml train_dvae / prior sections; paper-sized prior: 24 layers, width 768
-DVAE_DEFAULT = dict(channels=64, max_mult=4, blocks=1, downsample=16, num_codes=256, heads=2, code_dim=128, norm="channel",
-                    logit_scale=10.0, episode_dim=32)
-PRIOR_DEFAULT = dict(layers=4, dim=256, heads=4, audio_layers=2, audio_window=8, context_frames=50)
-PRIOR_PAPER = dict(layers=24, dim=768, heads=12, audio_layers=4, audio_window=8, context_frames=50)
-PRIOR_TRAIN_NOISE = dict(prev_frame_dropout=0.3, code_noise=0.05, episode_dropout=0.1)  # params.yaml prior
+# default dims: read from params.yaml (train_dvae, prior) with the trainers' own key lists, so the
+# benchmark measures what `dvc repro` trains; paper-sized prior: the default at 24 layers × 768
+def _params() -> dict:
+    import yaml
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def default_dims() -> tuple[dict, dict, dict]:
+    """(dVAE dims kwargs, prior dims kwargs, prior training-noise kwargs) of params.yaml."""
+    from nwt.train.dvae import _dims_from_cfg
+    from nwt.train.prior import DEFAULTS, DIMS_KEYS
+    params = _params()
+    dvae = asdict(_dims_from_cfg(params["train_dvae"], N_EPISODES))
+    dvae = {k: v for k, v in dvae.items() if k != "n_episodes"}
+    prior_cfg = {**DEFAULTS, **params["prior"]}
+    prior = {k: prior_cfg[k] for k in DIMS_KEYS if k != "mode"}
+    noise = {k: float(prior_cfg[k]) for k in ("prev_frame_dropout", "code_noise", "episode_dropout")}
+    return dvae, prior, noise
+
+
+DVAE_DEFAULT, PRIOR_DEFAULT, PRIOR_TRAIN_NOISE = default_dims()
+PRIOR_PAPER = dict(PRIOR_DEFAULT, layers=24, dim=768, heads=12, audio_layers=4)
 # --tiny: small enough for a CPU smoke test in seconds
 DVAE_TINY = dict(channels=8, max_mult=2, blocks=1, downsample=16, num_codes=16, heads=2, code_dim=16,
                  episode_dim=8, height=64, width=48)
@@ -211,8 +227,8 @@ def bench_prior(name: str, dims: PriorDims, dvae: DVAE, batch: int, window: int,
 
     def loss_of(net):
         with autocast(device):
-            logits = net(codes, mel, ep, generator=gen, **PRIOR_TRAIN_NOISE)
-        return model.loss(logits, codes)  # fp32 cross-entropy, as nwt.train.prior
+            logits, aux = net(codes, mel, ep, generator=gen, return_aux=True, **PRIOR_TRAIN_NOISE)
+        return model.loss(logits, codes) + aux["sync"]  # fp32 cross-entropy (+ the sync loss), as nwt.train.prior
 
     def step():
         loss = loss_of(fwd)
