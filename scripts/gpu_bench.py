@@ -70,10 +70,10 @@ def _params() -> dict:
 
 def default_dims() -> tuple[dict, dict, dict]:
     """(dVAE dims kwargs, prior dims kwargs, prior training-noise kwargs) of params.yaml."""
-    from nwt.train.dvae import _dims_from_cfg
+    from nwt.train.dvae import DEFAULTS as DVAE_DEFAULTS, _dims_from_cfg
     from nwt.train.prior import DEFAULTS, DIMS_KEYS
     params = _params()
-    dvae = asdict(_dims_from_cfg(params["train_dvae"], N_EPISODES))
+    dvae = asdict(_dims_from_cfg({**DVAE_DEFAULTS, **params["train_dvae"]}, N_EPISODES))  # as the trainer merges them
     dvae = {k: v for k, v in dvae.items() if k != "n_episodes"}
     prior_cfg = {**DEFAULTS, **params["prior"]}
     prior = {k: prior_cfg[k] for k in DIMS_KEYS if k != "mode"}
@@ -228,7 +228,7 @@ def bench_prior(name: str, dims: PriorDims, dvae: DVAE, batch: int, window: int,
     def loss_of(net):
         with autocast(device):
             logits, aux = net(codes, mel, ep, generator=gen, return_aux=True, **PRIOR_TRAIN_NOISE)
-        return model.loss(logits, codes) + aux["sync"]  # fp32 cross-entropy (+ the sync loss), as nwt.train.prior
+        return model.loss(logits, codes) + aux["sync"]  # fp32 cross-entropy + the sync loss (its weight costs nothing)
 
     def step():
         loss = loss_of(fwd)

@@ -171,18 +171,15 @@ class Prior(nn.Module):
         if tuple(values.shape[:2]) != (d.code_heads, d.num_codes):
             raise ValueError(f"codebook values {tuple(values.shape)} do not match {d.code_heads} heads × {d.num_codes} codes")
 
-        def projected(width: int, std: float) -> torch.Tensor:  # (heads·K, width)
-            rows = []
-            for v in values:  # (K, dv)
-                v = v - v.mean(0)
-                u, s, _ = torch.linalg.svd(v, full_matrices=False)  # u (K, r)
-                p = u[:, :width] * s[:width]  # (K, ≤width) principal coordinates
-                p = F.pad(p, (0, width - p.shape[1]))
-                rows.append(p / p.std().clamp_min(1e-8) * std)
-            return torch.cat(rows)
+        coords = []  # per head (K, r): principal coordinates of its centred values, leading first
+        for v in values:  # (K, dv)
+            u, s, _ = torch.linalg.svd(v - v.mean(0), full_matrices=False)
+            coords.append(u * s)
 
-        def set_(param: torch.Tensor, std: float) -> None:
-            param.copy_(projected(param.shape[1], std).to(param.dtype))
+        def set_(param: torch.Tensor, std: float) -> None:  # param (heads·K, width)
+            width = param.shape[1]
+            rows = [F.pad(c[:, :width], (0, max(0, width - c.shape[1]))) for c in coords]  # (K, width) each
+            param.copy_(torch.cat([r / r.std().clamp_min(1e-8) * std for r in rows]).to(param.dtype))
 
         set_(self.code_embed.weight, float(self.code_embed.weight.std()))
         if d.mode == "far":
@@ -200,11 +197,14 @@ class Prior(nn.Module):
             return self.unk_episode
         return int(episode_index)
 
+    def code_embeddings(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, T, H', W', heads) codes → (B, T, H'·W'·heads·code_dim) their embeddings, flattened per frame."""
+        e = self.code_embed(codes.long() + self.head_offset)  # (B, T, H', W', heads, code_dim)
+        return rearrange(e, "b t h w k e -> b t (h w k e)")
+
     def embed_frames(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, T, H', W', heads) codes → (B, T, D) one vector per frame."""
-        e = self.code_embed(codes.long() + self.head_offset)  # (B, T, H', W', heads, code_dim)
-        e = rearrange(e, "b t h w k e -> b t (h w k e)")
-        return self.frame_norm(self.frame_proj(e))
+        return self.frame_norm(self.frame_proj(self.code_embeddings(codes)))
 
     def embed_skip(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, T, H', W', heads) codes → (B, T, P, spatial_dim) per-position skip input."""
@@ -311,8 +311,7 @@ class Prior(nn.Module):
         and the episode; what tells them apart and can be heard is the mouth. Matching them
         trains the audio encoder to say what the mouth is doing, which the frame transformer
         then has at hand (SyncNet's objective, applied to the prior's own encoder)."""
-        e = self.code_embed(codes.long() + self.head_offset)  # (B, T, H', W', heads, code_dim)
-        v = F.normalize(self.sync_frame(rearrange(e, "b t h w k e -> b t (h w k e)")).float(), dim=-1)  # (B, T, E)
+        v = F.normalize(self.sync_frame(self.code_embeddings(codes)).float(), dim=-1)  # (B, T, E)
         a = F.normalize(self.sync_audio(audio).float(), dim=-1)  # (B, T, E)
         sim = torch.einsum("bte,bse->bts", a, v) * self.sync_logit_scale.exp().clamp(max=100.0)  # (B, T, T)
         target = torch.arange(codes.shape[1], device=codes.device).expand(codes.shape[0], -1)
