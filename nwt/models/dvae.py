@@ -220,21 +220,28 @@ class DVAE(nn.Module):
         return out, rearrange(indices, "b (h w) k -> b h w k", h=h, w=w)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, 3, 256, 224) float in [-1, 1] → indices (B, H', W', heads) long (argmax codes)."""
-        was_training = self.training
+    def quantize_argmax(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`quantize` with eval's argmax codes (no Gumbel noise) and no graph, whatever the mode."""
+        was_training = self.memcodes.training
         self.memcodes.eval()
         try:
-            return self.quantize(x)[1]
+            return self.quantize(x)
         finally:
             self.memcodes.train(was_training)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, 256, 224) float in [-1, 1] → indices (B, H', W', heads) long (argmax codes)."""
+        return self.quantize_argmax(x)[1]
+
+    def decode_features(self, z: torch.Tensor, episode: torch.Tensor | None = None) -> torch.Tensor:
+        """Quantised features (B, code_dim, H', W'), episode (B,) long (None → <unk>) → (B, 3, H, W)."""
+        return self.decoder(z, self._cond(episode, z.shape[0], z.device))
 
     def decode(self, indices: torch.Tensor, episode: torch.Tensor | None = None) -> torch.Tensor:
         """indices (B, H', W', heads), episode (B,) long (None → <unk>) → (B, 3, 256, 224)."""
         b, h, w, _ = indices.shape
         out = self.memcodes.decode_indices(rearrange(indices, "b h w k -> b (h w) k"))  # (B, N, code_dim)
-        z = rearrange(out, "b (h w) c -> b c h w", h=h, w=w)
-        return self.decoder(z, self._cond(episode, b, indices.device))
+        return self.decode_features(rearrange(out, "b (h w) c -> b c h w", h=h, w=w), episode)
 
     def forward(self, x: torch.Tensor, episode: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """x (B, 3, H, W) in [-1, 1], episode (B,) → (recon (B, 3, H, W), indices (B, H', W', heads), stats)."""

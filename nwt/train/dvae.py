@@ -9,10 +9,21 @@ frames of the `train` shards and returns the metrics dict that the stage writes 
   at batch 8 gave ≈29 dB where whole frames at the same pixel throughput (4× fewer steps) gave
   ≈26.6 (calibration runs, README).
 
-- Loss: L1 + `mse_weight`·MSE; after `adv_start_fraction` of the steps also `adv_weight`·(hinge
-  generator loss + `fm_weight`·discriminator feature matching).
-- AdamW (fused where supported), grad-norm clipping, linear warm-up then cosine decay to
-  `min_lr_fraction`·lr, an EMA of the weights that is what gets evaluated and exported.
+- Two phases. Joint (the first 1 − `decoder_phase_fraction` of the steps): everything trains on
+  L1 + `mse_weight`·MSE through straight-through Gumbel codes; after `adv_start_fraction` of this
+  phase also `adv_weight`·(hinge generator loss + `fm_weight`·discriminator feature matching),
+  which mostly ages the discriminator for the next phase. Decoder phase (the rest): the decoder
+  and the episode embedding alone train on the *argmax* codes — encoder and codebook frozen, run
+  without a graph (a step costs ≈⅓ less) — with the adversarial terms at
+  `decoder_phase_adv_weight`. Why: on sampled codes the decoder hedges between codes the noise
+  swaps, and stronger adversarial weights bought little sharpness (≤ 0.27, README); on the fixed codes that eval and
+  tokenize use it specialises (PSNR rises) and the critic can make it commit (sharpness rises).
+- AdamW (fused where supported), grad-norm clipping, an EMA of the weights that is what gets
+  evaluated and exported. LR: linear warm-up, then a cosine to `min_lr_fraction`·lr that ends
+  where the decoder phase starts (what it freezes is annealed); the decoder phase has its own
+  cosine from `decoder_phase_lr`, fresh Adam moments with β = (0.5, 0.9), and a constant critic
+  LR `disc_lr` (with the joint phase's moments the first adversarial gradients blew the decoder
+  up: sharpness 6, 19 dB).
 - Episodes: frames are FiLM-conditioned on their episode; `episode_dropout` of them get the
   `<unk>` row instead, so that row is a trained "average look" for unseen episodes.
 - Codebook: every `restart_every` steps (until `restart_until_fraction` of training) codes that
@@ -68,12 +79,13 @@ CODE_MODULES = ("nwt.models.dvae", "nwt.models.memcodes", "nwt.models.discrimina
 
 # Defaults for keys a params section may leave out (params.yaml documents each one).
 DEFAULTS = dict(
-    seed=0, steps=2200, batch_size=8, crop_height=128, crop_width=112, lr=2e-3, weight_decay=0.0, warmup_steps=50,
+    seed=0, steps=2550, batch_size=8, crop_height=128, crop_width=112, lr=2e-3, weight_decay=0.0, warmup_steps=50,
     min_lr_fraction=0.05, grad_clip=1.0, ema_decay=0.99, mse_weight=1.0,
     channels=64, max_mult=4, blocks=1, downsample=16, stem=4, norm="channel", num_codes=256, heads=2, code_dim=128,
     temperature=0.3, logit_scale=10.0, episode_embedding=True, episode_dim=32, episode_dropout=0.1,
     restart_every=25, restart_until_fraction=0.7, restart_min_usage=0.03,
-    adv_weight=0.1, fm_weight=1.0, adv_start_fraction=0.5, disc_channels=16, disc_scales=2, disc_lr=2e-4,
+    adv_weight=0.1, fm_weight=1.0, adv_start_fraction=0.8, disc_channels=16, disc_scales=2, disc_lr=3e-4,
+    decoder_phase_fraction=0.35, decoder_phase_adv_weight=2.0, decoder_phase_lr=1e-3,
     checkpoint_every=200, log_every=20, val_every=550, val_quick_frames=32, val_frame_stride=5,
     val_max_frames=400, eval_batch_size=16, shuffle_buffer=256,
 )
@@ -88,9 +100,27 @@ def _dims_from_cfg(cfg: dict, n_episodes: int) -> DVAEDims:
     )
 
 
+def decoder_phase_start(cfg: dict) -> int:
+    """First step of the decoder phase (= `steps` when there is none)."""
+    return int(cfg["steps"]) - int(round(cfg["decoder_phase_fraction"] * int(cfg["steps"])))
+
+
 def lr_at(step: int, cfg: dict) -> float:
-    """Linear warm-up over `warmup_steps`, then cosine from lr to `min_lr_fraction`·lr."""
-    return cfg["lr"] * lr_factor(step, cfg["steps"], cfg["warmup_steps"], cfg["min_lr_fraction"])
+    """Generator LR. Joint phase: linear warm-up over `warmup_steps`, then cosine from lr to
+    `min_lr_fraction`·lr at the decoder phase's start (the encoder and codebook it freezes are
+    annealed). Decoder phase: its own cosine from `decoder_phase_lr` to `min_lr_fraction` of it."""
+    start = decoder_phase_start(cfg)
+    if step < start:
+        return cfg["lr"] * lr_factor(step, start, cfg["warmup_steps"], cfg["min_lr_fraction"])
+    return cfg["decoder_phase_lr"] * lr_factor(step - start, int(cfg["steps"]) - start, 0, cfg["min_lr_fraction"])
+
+
+def disc_lr_at(step: int, cfg: dict) -> float:
+    """Discriminator LR: follows the generator's joint schedule; constant `disc_lr` in the decoder
+    phase (a decaying critic stops keeping up with the decoder it has to push)."""
+    if step < decoder_phase_start(cfg):
+        return cfg["disc_lr"] * lr_at(step, cfg) / cfg["lr"]
+    return cfg["disc_lr"]
 
 
 def to_input(frames: np.ndarray, device) -> torch.Tensor:
@@ -349,8 +379,9 @@ def train_dvae(
         if unseen_paths:
             unseen = load_eval_frames(unseen_paths, cfg["val_frame_stride"], cfg["val_max_frames"], lambda i: dims.unk_index)
 
-    adv_start = int(cfg["adv_start_fraction"] * steps)
-    restart_until = int(cfg["restart_until_fraction"] * steps)
+    decoder_start = decoder_phase_start(cfg)
+    adv_start = int(cfg["adv_start_fraction"] * decoder_start)  # a share of the joint phase
+    restart_until = min(int(cfg["restart_until_fraction"] * steps), decoder_start)
     batch_size = int(cfg["batch_size"])
     ckpt_every = max(1, int(cfg["checkpoint_every"]))
     episode_lookup = torch.tensor([episode_row(i) for i in range(len(episode_ids))] + [dims.unk_index], device=device)
@@ -384,11 +415,28 @@ def train_dvae(
             ep = torch.where(drop, torch.full_like(ep, dims.unk_index), ep)
         for group in opt_g.param_groups:
             group["lr"] = lr_at(step, cfg)
-        adv_on = cfg["adv_weight"] > 0 and step >= adv_start
+        decoder_phase = step >= decoder_start
+        if step == decoder_start and decoder_start < steps:
+            # the decoder phase is a GAN fine-tune: fresh moments and β = (0.5, 0.9), as the critic's
+            # (the joint phase's annealed second moments would turn the first adversarial
+            # gradients into huge steps). Saved with opt_g, so a resume inside the phase keeps them.
+            opt_g.state.clear()
+            for group in opt_g.param_groups:
+                group["betas"] = (0.5, 0.9)
+        adv_weight = cfg["decoder_phase_adv_weight"] if decoder_phase else cfg["adv_weight"]
+        adv_on = adv_weight > 0 and (step >= adv_start or decoder_phase)
 
         # ---- generator
         with autocast(device):
-            recon, _, stats = ddp_model(x, ep)  # (B, 3, H, W)
+            if decoder_phase:
+                # argmax codes, as eval and tokenize see them; no graph through the frozen encoder
+                # and codebook (≈⅓ cheaper a step). Called on the bare module: gradients are
+                # all-reduced by hand.
+                z, _ = model.quantize_argmax(x)  # (B, code_dim, H', W')
+                recon = model.decode_features(z, ep)
+                stats = {}
+            else:
+                recon, _, stats = ddp_model(x, ep)  # (B, 3, H, W)
             recon = recon.float()
             l1 = (recon - x).abs().mean()
             mse = F.mse_loss(recon, x)
@@ -399,10 +447,12 @@ def train_dvae(
                 fake_out = disc(recon)
                 g_adv = g_hinge_loss(fake_out)
                 fm = feature_matching_loss(real_out, fake_out)
-                loss = loss + cfg["adv_weight"] * (g_adv + cfg["fm_weight"] * fm)
+                loss = loss + adv_weight * (g_adv + cfg["fm_weight"] * fm)
                 disc.requires_grad_(True)
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
+        if decoder_phase and world_size > 1:
+            _allreduce_grads(model, world_size)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
         opt_g.step()
 
@@ -410,7 +460,7 @@ def train_dvae(
         d_loss = None
         if adv_on:
             for group in opt_d.param_groups:
-                group["lr"] = cfg["disc_lr"] * lr_at(step, cfg) / cfg["lr"]
+                group["lr"] = disc_lr_at(step, cfg)
             with autocast(device):
                 d_loss = d_hinge_loss(real_out, disc(recon.detach()))
             opt_d.zero_grad(set_to_none=True)
@@ -441,8 +491,9 @@ def train_dvae(
                 last_logged.update({
                     "train/loss": loss.item(), "train/l1": l1.item(), "train/mse": mse.item(),
                     "train/lr": lr_at(step - 1, cfg), "train/grad_norm": float(grad_norm),
-                    "train/batch_perplexity": float(stats["perplexity"]),
                 })
+                if "perplexity" in stats:  # joint phase only (the decoder phase's codes are fixed)
+                    last_logged["train/batch_perplexity"] = float(stats["perplexity"])
                 if adv_on:
                     last_logged.update({"train/g_adv": g_adv.item(), "train/fm": fm.item(), "train/d_loss": d_loss.item()})
                 live.step = step
@@ -457,7 +508,9 @@ def train_dvae(
                 live.step = step
                 live.log_metric("val/psnr_db", m["psnr_db"])
                 live.log_metric("val/codes_used_fraction", m["codes_used_fraction"])
-                tqdm.write(f"step {step}: val psnr {m['psnr_db']:.2f} dB, codes used ≥ {m['codes_used_fraction']:.2f}")
+                live.log_metric("val/sharpness_ratio", m["sharpness_ratio"])
+                tqdm.write(f"step {step}: val psnr {m['psnr_db']:.2f} dB, sharpness {m['sharpness_ratio']:.2f}, "
+                           f"codes used ≥ {m['codes_used_fraction']:.2f}")
         if step % ckpt_every == 0 or step == steps:
             if is_main:
                 save_last(step, wall_before + time.time() - t_loop)

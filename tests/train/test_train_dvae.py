@@ -120,7 +120,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, shards: str, out: str) ->
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    cfg = {**TINY, "steps": 4, "checkpoint_every": 2, "adv_start_fraction": 0.5}
+    cfg = {**TINY, "steps": 4, "checkpoint_every": 2, "adv_start_fraction": 0.5, "decoder_phase_fraction": 0.5}
     result = train_dvae(cfg, Path(shards), Path(out) / "ckpt", Path(out) / "report", EPISODES, ["ep_c"], device="cpu")
     if rank == 0:
         (Path(out) / "result.json").write_text(json.dumps(result))
@@ -150,3 +150,42 @@ def test_random_crops_sit_on_the_code_grid():
     assert random_crops(frames, 128, 112, 32, rng).shape == (4, 128, 96, 3)  # rounded down to the 8×7 grid
     assert random_crops(frames, 0, 0, 16, rng) is frames  # 0: whole frames
     assert random_crops(frames, 512, 512, 16, rng) is frames
+
+
+def test_decoder_phase_freezes_encoder_and_codebook_and_resumes_exactly(shards, tmp_path):
+    """The last `decoder_phase_fraction` of the steps train the decoder alone on argmax codes:
+    encoder and codebook weights leave the phase as they entered it, the decoder does not; an
+    interruption inside the phase resumes to the same weights."""
+    cfg = {**TINY, "decoder_phase_fraction": 0.5, "decoder_phase_adv_weight": 1.0, "ema_decay": 0.0}
+    _run(shards, tmp_path / "a", cfg, stop_after=4)  # the phase starts at step 4 of 8
+    entering = load_checkpoint(tmp_path / "a/ckpt/last.pt")["model"]
+    straight = _run(shards, tmp_path / "a", cfg)
+    assert straight["train"]["steps"] == 8
+    leaving = load_checkpoint(tmp_path / "a/ckpt/last.pt")["model"]
+    for k in entering:
+        same = torch.equal(entering[k], leaving[k])
+        if k.startswith(("encoder.", "memcodes.")) and k != "memcodes.code_usage":
+            assert same, k
+    assert any(not torch.equal(entering[k], leaving[k]) for k in entering if k.startswith("decoder."))
+
+    _run(shards, tmp_path / "b", cfg, stop_after=6)  # interrupted inside the phase
+    _run(shards, tmp_path / "b", cfg)
+    a, b = load_checkpoint(tmp_path / "a/ckpt/dvae.pt"), load_checkpoint(tmp_path / "b/ckpt/dvae.pt")
+    for k in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_lr_schedule_anneals_the_joint_phase_then_the_decoder_phase():
+    from nwt.train.dvae import DEFAULTS, decoder_phase_start, disc_lr_at, lr_at
+
+    cfg = {**DEFAULTS, "steps": 100, "decoder_phase_fraction": 0.4, "lr": 1e-3, "decoder_phase_lr": 5e-4,
+           "warmup_steps": 5, "min_lr_fraction": 0.05, "disc_lr": 2e-4}
+    assert decoder_phase_start(cfg) == 60
+    assert lr_at(4, cfg) == pytest.approx(1e-3)  # end of warm-up
+    assert lr_at(59, cfg) == pytest.approx(5e-5, rel=0.02)  # the joint phase ends annealed: frozen encoder settled
+    assert lr_at(60, cfg) == pytest.approx(5e-4)  # the decoder phase restarts at its own peak ...
+    assert lr_at(99, cfg) == pytest.approx(2.5e-5, rel=0.05)  # ... and anneals too
+    assert disc_lr_at(30, cfg) == pytest.approx(2e-4 * lr_at(30, cfg) / 1e-3)
+    assert disc_lr_at(60, cfg) == disc_lr_at(99, cfg) == 2e-4  # constant critic in the decoder phase
+    off = {**cfg, "decoder_phase_fraction": 0.0}
+    assert decoder_phase_start(off) == 100 and lr_at(99, off) == pytest.approx(5e-5, rel=0.02)
