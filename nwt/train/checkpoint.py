@@ -30,9 +30,18 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def files_fingerprint(paths: list[str | os.PathLike]) -> list[tuple[str, int]]:
-    """Cheap input description: name and size of each file (DVC already hashes contents)."""
-    return [(Path(p).name, Path(p).stat().st_size) for p in sorted(map(str, paths))]
+def files_fingerprint(paths: list[str | os.PathLike]) -> list[tuple[str, int, str]]:
+    """Name, size and content hash of each file. Contents, not sizes: token shards of a retrained
+    dVAE have the same sizes (fixed-shape uint16 arrays), and a size-only fingerprint let the
+    prior resume a finished checkpoint trained on the old tokens. (≈0.1 s per 100 MB.)"""
+    out = []
+    for p in sorted(map(str, paths)):
+        h = hashlib.blake2b(digest_size=16)
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        out.append((Path(p).name, Path(p).stat().st_size, h.hexdigest()))
+    return out
 
 
 def source_fingerprint(*modules: str) -> str:
