@@ -11,7 +11,10 @@ Sections (all by default, or `--only NAME ...`):
   decode included (what `nwt generate` does); FAR's KV-cached sampler against an uncached one
   that reruns the teacher-forced forward over the last `context_frames` frames for every new
   frame (the same arithmetic a sampler without a cache must do). Random weights and mel (speed
-  does not depend on them), one intra-op thread as nwt.generate samples on CPU.
+  does not depend on them), one intra-op thread as nwt.generate samples on CPU;
+- dvae_train_step: seconds per joint-phase dVAE training step (forward, L1 + MSE, backward, AdamW;
+  no critic) at the params.yaml dims, batch and window, in fp32, under CPU bf16 autocast, and
+  bf16 with channels-last tensors (what `train_dvae` runs with `cpu_bf16`), on all threads.
 Speed goals live here, never in timed tests. `--only prior_sampling --frames N` runs one short
 section.
 """
@@ -190,7 +193,42 @@ def bench_decode(codes, dvae_cfg: dict) -> float:
         return time.perf_counter() - start
 
 
-SECTIONS = {"preprocess": bench_preprocess, "prior_sampling": bench_prior_sampling}
+def bench_dvae_train_step(steps: int = 20, warmup: int = 3) -> dict:
+    import torch
+    import torch.nn.functional as F
+    import yaml
+
+    from nwt.models.dvae import DVAE
+    from nwt.train.common import adamw, autocast
+    from nwt.train.dvae import DEFAULTS, _dims_from_cfg
+
+    cfg = {**DEFAULTS, **yaml.safe_load((REPO / "params.yaml").read_text())["train_dvae"]}
+    b, h, w = int(cfg["batch_size"]), int(cfg["crop_height"]) or 256, int(cfg["crop_width"]) or 224
+    result = dict(batch=b, window=[h, w], threads=torch.get_num_threads(),
+                  native_cpu_bf16=bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))
+    for name, bf16, layout in (("fp32", False, torch.contiguous_format), ("bf16", True, torch.contiguous_format),
+                               ("bf16_channels_last", True, torch.channels_last)):
+        torch.manual_seed(0)
+        model = DVAE(_dims_from_cfg(cfg, n_episodes=8)).to(memory_format=layout).train()
+        opt = adamw(model.parameters(), 1e-4)
+        x = (torch.rand(b, 3, h, w) * 2 - 1).contiguous(memory_format=layout)
+        ep = torch.zeros(b, dtype=torch.long)
+        for i in range(warmup + steps):
+            if i == warmup:
+                start = time.perf_counter()
+            with autocast("cpu", bf16):
+                recon = model(x, ep)[0].float()
+                loss = (recon - x).abs().mean() + F.mse_loss(recon, x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        result[f"{name}_s_per_step"] = round((time.perf_counter() - start) / steps, 4)
+    result["speedup_bf16_channels_last"] = round(result["fp32_s_per_step"] / result["bf16_channels_last_s_per_step"], 2)
+    print(f"dvae_train_step: {result}")
+    return result
+
+
+SECTIONS = {"preprocess": bench_preprocess, "prior_sampling": bench_prior_sampling, "dvae_train_step": bench_dvae_train_step}
 
 
 def main() -> int:

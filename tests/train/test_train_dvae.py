@@ -189,3 +189,49 @@ def test_lr_schedule_anneals_the_joint_phase_then_the_decoder_phase():
     assert disc_lr_at(60, cfg) == disc_lr_at(99, cfg) == 2e-4  # constant critic in the decoder phase
     off = {**cfg, "decoder_phase_fraction": 0.0}
     assert decoder_phase_start(off) == 100 and lr_at(99, off) == pytest.approx(5e-5, rel=0.02)
+    for bad in (1.0, -0.1):  # all steps in the decoder phase would train a decoder on random codes
+        with pytest.raises(ValueError, match="decoder_phase_fraction must be in"):
+            decoder_phase_start({**cfg, "decoder_phase_fraction": bad})
+
+
+def test_cpu_bf16_autocast_trains_and_resumes_exactly(shards, tmp_path):
+    """`cpu_bf16` runs the CPU training steps under bf16 autocast (convolutions in bf16, the loss
+    in fp32): the weights differ from an fp32 run's, and an interrupted run still resumes to
+    the same weights as a straight one."""
+    from nwt.train.common import autocast
+
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with autocast("cpu", cpu_bf16=True):
+        assert conv(torch.randn(1, 3, 8, 8)).dtype == torch.bfloat16
+    with autocast("cpu"):
+        assert conv(torch.randn(1, 3, 8, 8)).dtype == torch.float32
+
+    cfg = {**TINY, "cpu_bf16": True}
+    bf16 = _run(shards, tmp_path / "bf16", cfg)
+    assert bf16["train"]["steps"] == 8 and np.isfinite(bf16["val"]["psnr_db"])
+    fp32 = _run(shards, tmp_path / "fp32", {**TINY, "cpu_bf16": False})
+    a, b = load_checkpoint(tmp_path / "bf16/ckpt/dvae.pt"), load_checkpoint(tmp_path / "fp32/ckpt/dvae.pt")
+    assert a["fingerprint"] != b["fingerprint"]  # a checkpoint of the other precision is not resumed
+    assert any(not torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+    _run(shards, tmp_path / "resumed", cfg, stop_after=4)
+    _run(shards, tmp_path / "resumed", cfg)
+    c = load_checkpoint(tmp_path / "resumed/ckpt/dvae.pt")
+    for k in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][k], c["state_dict"][k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_decoder_phase_ema_decay_sets_how_far_the_exported_decoder_lags(shards, tmp_path):
+    """In the decoder phase the EMA uses `decoder_phase_ema_decay`: at 0 the exported weights are
+    the trained decoder's own; at the joint phase's 0.99 they lag behind it."""
+    cfg = {**TINY, "decoder_phase_fraction": 0.5, "ema_decay": 0.99}
+
+    def decoder_gap(tag: str, decay: float) -> float:
+        _run(shards, tmp_path / tag, {**cfg, "decoder_phase_ema_decay": decay})
+        last = load_checkpoint(tmp_path / tag / "ckpt/last.pt")
+        keys = [k for k in last["model"] if k.startswith("decoder.") and last["model"][k].is_floating_point()]
+        assert keys
+        return max((last["ema"][k] - last["model"][k]).abs().max().item() for k in keys)
+
+    assert decoder_gap("follow", 0.0) == 0.0
+    assert decoder_gap("lag", 0.99) > 1e-4
