@@ -229,7 +229,9 @@ class ShardWriter:
             self._close_current()
             self._final = self.out_dir / self.shard_name(self.n_shards)
             self._tmp = self._final.with_name("." + self._final.name + ".tmp")
-            self._writer = wds.TarWriter(str(self._tmp))
+            # a fixed member mtime: the same clips give byte-identical shards, so DVC sees an
+            # unchanged data/shards after a rerun and does not retrain everything downstream
+            self._writer = wds.TarWriter(str(self._tmp), mtime=0.0)
             self._count = 0
             self.n_shards += 1
         self._writer.write(sample)
