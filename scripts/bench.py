@@ -199,13 +199,13 @@ def bench_dvae_train_step(steps: int = 20, warmup: int = 3) -> dict:
     import yaml
 
     from nwt.models.dvae import DVAE
-    from nwt.train.common import adamw, autocast
+    from nwt.train.common import adamw, autocast, cpu_has_native_bf16
     from nwt.train.dvae import DEFAULTS, _dims_from_cfg
 
     cfg = {**DEFAULTS, **yaml.safe_load((REPO / "params.yaml").read_text())["train_dvae"]}
     b, h, w = int(cfg["batch_size"]), int(cfg["crop_height"]) or 256, int(cfg["crop_width"]) or 224
     result = dict(batch=b, window=[h, w], threads=torch.get_num_threads(),
-                  native_cpu_bf16=bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))
+                  native_cpu_bf16=cpu_has_native_bf16())
     for name, bf16, layout in (("fp32", False, torch.contiguous_format), ("bf16", True, torch.contiguous_format),
                                ("bf16_channels_last", True, torch.channels_last)):
         torch.manual_seed(0)
@@ -218,7 +218,7 @@ def bench_dvae_train_step(steps: int = 20, warmup: int = 3) -> dict:
                 start = time.perf_counter()
             with autocast("cpu", bf16):
                 recon = model(x, ep)[0].float()
-                loss = (recon - x).abs().mean() + F.mse_loss(recon, x)
+                loss = (recon - x).abs().mean() + cfg["mse_weight"] * F.mse_loss(recon, x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

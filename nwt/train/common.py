@@ -40,12 +40,16 @@ def autocast(device: torch.device | str, cpu_bf16: bool = False):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(cpu_bf16))
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX)."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def warn_if_cpu_bf16_emulated(device: torch.device | str, cpu_bf16: bool) -> None:
     """Log a warning when CPU bf16 autocast is asked for on a CPU without native bf16 kernels
     (the results stay valid; the run is slower than fp32 would be)."""
     if not cpu_bf16 or torch.device(device).type != "cpu":
         return
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    if not native:
+    if not cpu_has_native_bf16():
         log.warning("cpu_bf16 is on but this CPU has neither AVX512-BF16 nor AMX: bf16 is emulated "
                     "and training is slower than fp32 (set cpu_bf16: false for speed here)")

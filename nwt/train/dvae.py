@@ -20,11 +20,11 @@ frames of the `train` shards and returns the metrics dict that the stage writes 
   tokenize use it specialises (PSNR rises) and the critic can make it commit (sharpness rises).
 - AdamW (fused where supported), grad-norm clipping, an EMA of the weights that is what gets
   evaluated and exported (decay `ema_decay`, `decoder_phase_ema_decay` in the decoder phase: a
-  long average of a decoder the critic keeps moving blurs it again). LR: linear warm-up, then a cosine to `min_lr_fraction`·lr that ends
-  where the decoder phase starts (what it freezes is annealed); the decoder phase has its own
-  cosine from `decoder_phase_lr`, fresh Adam moments with β = (0.5, 0.9), and a constant critic
-  LR `disc_lr` (with the joint phase's moments the first adversarial gradients blew the decoder
-  up: sharpness 6, 19 dB).
+  long average of a decoder the critic keeps moving blurs it again). LR: linear warm-up, then a
+  cosine to `min_lr_fraction`·lr that ends where the decoder phase starts (what it freezes is
+  annealed); the decoder phase has its own cosine from `decoder_phase_lr`, fresh Adam moments
+  with β = (0.5, 0.9), and a constant critic LR `disc_lr` (with the joint phase's moments the
+  first adversarial gradients blew the decoder up: sharpness 6, 19 dB).
 - Episodes: frames are FiLM-conditioned on their episode; `episode_dropout` of them get the
   `<unk>` row instead, so that row is a trained "average look" for unseen episodes.
 - Codebook: every `restart_every` steps (until `restart_until_fraction` of training) codes that
@@ -329,8 +329,9 @@ def train_dvae(
     )
 
     torch.manual_seed(cfg["seed"])
-    # channels-last: oneDNN's (and cuDNN's) fast convolution layout — ≈10 % faster steps on this
-    # CPU on top of bf16 (README); the exported weights load into a default-layout model as they are
+    # channels-last: oneDNN's (and cuDNN's) preferred convolution layout — 2–5 % faster joint
+    # steps on this CPU on top of bf16 (`make bench`); the exported weights load into a default-layout
+    # model as they are
     model = DVAE(dims).to(device, memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
