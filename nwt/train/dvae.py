@@ -80,14 +80,14 @@ CODE_MODULES = ("nwt.models.dvae", "nwt.models.memcodes", "nwt.models.discrimina
 
 # Defaults for keys a params section may leave out (params.yaml documents each one).
 DEFAULTS = dict(
-    seed=0, steps=3900, batch_size=8, crop_height=128, crop_width=112, lr=2e-3, weight_decay=0.0, warmup_steps=50,
+    seed=0, steps=3300, batch_size=8, crop_height=128, crop_width=112, lr=2e-3, weight_decay=0.0, warmup_steps=50,
     min_lr_fraction=0.05, grad_clip=1.0, ema_decay=0.99, mse_weight=1.0,
     channels=64, max_mult=4, blocks=1, downsample=16, stem=4, norm="channel", num_codes=256, heads=2, code_dim=128,
     temperature=0.3, logit_scale=10.0, episode_embedding=True, episode_dim=32, episode_dropout=0.1,
     restart_every=25, restart_until_fraction=0.7, restart_min_usage=0.1,
-    adv_weight=0.1, fm_weight=1.0, adv_start_fraction=0.8, disc_channels=16, disc_scales=2, disc_lr=3e-4,
-    decoder_phase_fraction=0.4, decoder_phase_adv_weight=2.0, decoder_phase_lr=1e-3,
-    decoder_phase_ema_decay=0.95, cpu_bf16=False,
+    adv_weight=0.1, fm_weight=1.0, adv_start_fraction=0.8, disc_channels=16, disc_scales=2, disc_lr=4e-4,
+    decoder_phase_fraction=0.4, decoder_phase_adv_weight=2.0, decoder_phase_lr=2e-3,
+    decoder_phase_ema_decay=0.93, cpu_bf16=False,
     checkpoint_every=200, log_every=20, val_every=550, val_quick_frames=32, val_frame_stride=5,
     val_max_frames=400, eval_batch_size=16, shuffle_buffer=256,
 )
@@ -306,6 +306,9 @@ def train_dvae(
     """
     t_start = time.time()
     cfg = {**DEFAULTS, **cfg}
+    for key in ("ema_decay", "decoder_phase_ema_decay"):
+        if not 0 <= float(cfg[key]) < 1:  # 1 would freeze the exported weights at their initialisation
+            raise ValueError(f"train_dvae.{key} must be in [0, 1), got {cfg[key]}")
     timing = Timing(**cfg.get("media", {}))
     shard_dir, ckpt_dir, report_dir = Path(shard_dir), Path(ckpt_dir), Path(report_dir)
     rank, world_size, device = _dist_setup(device)

@@ -94,6 +94,8 @@ DEFAULTS = dict(
     aug_contrast=0.0,
     aug_audio_gain=0.25,
     aug_freq_mask=16,
+    aug_blur_sigma=1.0,
+    aug_noise=0.0,
     checkpoint_every=50,
     log_every=10,
     eval_batch_size=128,
@@ -134,8 +136,10 @@ def sample_batch(clips: list[SyncClip], cfg: dict, rng: np.random.Generator, dim
 
     Augmentation (per window, from `rng`): the mouth box shifted by up to ±aug_shift_px (the
     train crops carry that margin), grey levels scaled by 1 ± aug_contrast about mid-grey and
-    offset by ± aug_brightness × 255; the log-mel offset by ± aug_audio_gain (0.25 = 10 dB)
-    and up to aug_freq_mask adjacent mel bins set to the window's mean."""
+    offset by ± aug_brightness × 255; degraded like a decoder's output: a Gaussian blur of
+    σ ~ U(0, aug_blur_sigma) px (at the mouth box's resolution) and grey-level noise of σ ~
+    U(0, aug_noise) levels, each window its own; the log-mel offset by ± aug_audio_gain (0.25 =
+    10 dB) and up to aug_freq_mask adjacent mel bins set to the window's mean."""
     groups = max(1, int(cfg["batch_size"]) // int(cfg["anchors_per_clip"]))
     lengths = np.array([c.windows for c in clips], np.float64)
     mpf, w = dims.mels_per_frame, dims.window
@@ -160,6 +164,12 @@ def sample_batch(clips: list[SyncClip], cfg: dict, rng: np.random.Generator, dim
     bright = 255 * float(cfg["aug_brightness"]) * rng.uniform(-1, 1, b)
     video = ((video - 127.5) * torch.tensor(contrast, dtype=torch.float32)[:, None, None, None]
              + 127.5 + torch.tensor(bright, dtype=torch.float32)[:, None, None, None]).clamp(0, 255)
+    if float(cfg["aug_blur_sigma"]) > 0:
+        video = blur_windows(video, float(cfg["aug_blur_sigma"]) * rng.uniform(0, 1, b))
+    if float(cfg["aug_noise"]) > 0:
+        noise_sd = torch.tensor(float(cfg["aug_noise"]) * rng.uniform(0, 1, b), dtype=torch.float32)
+        noise = torch.from_numpy(rng.standard_normal(video.shape).astype(np.float32))
+        video = (video + noise * noise_sd[:, None, None, None]).clamp(0, 255)
     audio += torch.tensor(float(cfg["aug_audio_gain"]) * rng.uniform(-1, 1, b), dtype=torch.float32)[:, None, None]
     fm = int(cfg["aug_freq_mask"])
     if fm > 0:
@@ -169,6 +179,21 @@ def sample_batch(clips: list[SyncClip], cfg: dict, rng: np.random.Generator, dim
             if widths[i]:
                 audio[i, :, lows[i] : lows[i] + widths[i]] = audio[i].mean()
     return video, audio, torch.tensor(cid), torch.tensor(start)
+
+
+def blur_windows(video: torch.Tensor, sigmas: np.ndarray) -> torch.Tensor:
+    """Gaussian-blur each window (B, 5, h, w) with its own σ (B,) in pixels (σ < 0.05: unchanged)."""
+    b, t, h, w = video.shape
+    radius = max(1, int(np.ceil(3 * float(sigmas.max()))))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    s = torch.tensor(np.maximum(sigmas, 0.05), dtype=torch.float32)[:, None]
+    k = torch.exp(-0.5 * (x[None] / s) ** 2)
+    k = k / k.sum(1, keepdim=True)  # (B, 2r+1), a delta where σ is tiny
+    k = k.repeat_interleave(t, 0)  # (B·5, 2r+1): one kernel per frame, grouped convolution
+    y = F.pad(video.reshape(1, b * t, h, w), (radius, radius, radius, radius), mode="replicate")
+    y = F.conv2d(y, k[:, None, None, :], groups=b * t)  # rows
+    y = F.conv2d(y, k[:, None, :, None], groups=b * t)  # columns
+    return y.reshape(b, t, h, w)
 
 
 def contrastive_loss(ev: torch.Tensor, ea: torch.Tensor, cid: torch.Tensor, start: torch.Tensor,

@@ -235,3 +235,9 @@ def test_decoder_phase_ema_decay_sets_how_far_the_exported_decoder_lags(shards, 
 
     assert decoder_gap("follow", 0.0) == 0.0
     assert decoder_gap("lag", 0.99) > 1e-4
+
+
+@pytest.mark.parametrize("key,bad", [("ema_decay", 1.0), ("decoder_phase_ema_decay", -0.1), ("decoder_phase_ema_decay", 1.5)])
+def test_ema_decay_outside_unit_interval_is_refused(shards, tmp_path, key, bad):
+    with pytest.raises(ValueError, match=f"train_dvae.{key} must be in"):
+        train_dvae({**TINY, key: bad}, shards, tmp_path / "ckpt", tmp_path / "reports", EPISODES, ["ep_c"])

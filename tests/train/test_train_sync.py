@@ -9,7 +9,7 @@ import torch
 
 from nwt.data.shards import ShardWriter, clip_sample
 from nwt.models.sync_expert import load_sync_expert
-from nwt.train.sync import train_sync
+from nwt.train.sync import blur_windows, train_sync
 
 from conftest import syllable_envelope
 
@@ -111,3 +111,18 @@ def test_other_params_start_fresh(shards, full_run, tmp_path, caplog):
 def test_no_train_shards(tmp_path):
     with pytest.raises(FileNotFoundError, match="train"):
         run(tmp_path, tmp_path / "out")
+
+
+def test_blur_augmentation_blurs_each_window_by_its_own_sigma():
+    rng = np.random.default_rng(0)
+    video = torch.from_numpy(rng.uniform(0, 255, (3, 5, 32, 40)).astype(np.float32))
+    out = blur_windows(video, np.array([0.0, 0.7, 1.5]))
+
+    def lap_var(x):
+        lap = x[..., 1:-1, 2:] + x[..., 1:-1, :-2] + x[..., 2:, 1:-1] + x[..., :-2, 1:-1] - 4 * x[..., 1:-1, 1:-1]
+        return float(lap.var())
+
+    assert out.shape == video.shape
+    assert torch.allclose(out[0], video[0], atol=1e-3)  # σ 0 → untouched
+    assert lap_var(out[2]) < lap_var(out[1]) < 0.5 * lap_var(video[1])
+    assert abs(float(out[2].mean() - video[2].mean())) < 2.0  # a blur, not a darkening
