@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from nwt.data.shards import ShardWriter, clip_sample
-from nwt.models.sync_expert import load_sync_expert
-from nwt.train.sync import blur_windows, train_sync
+from nwt.models.sync_expert import SyncDims, load_sync_expert
+from nwt.train.sync import DEFAULTS, SyncClip, blur_windows, sample_batch, train_sync
 
 from conftest import syllable_envelope
 
@@ -126,3 +126,27 @@ def test_blur_augmentation_blurs_each_window_by_its_own_sigma():
     assert torch.allclose(out[0], video[0], atol=1e-3)  # σ 0 → untouched
     assert lap_var(out[2]) < lap_var(out[1]) < 0.5 * lap_var(video[1])
     assert abs(float(out[2].mean() - video[2].mean())) < 2.0  # a blur, not a darkening
+
+
+def test_sample_batch_degrades_mouth_windows_only_when_asked():
+    """aug_blur_sigma / aug_noise change the video windows of a batch (drawn from the same clips
+    and positions); at 0 the windows are the stored crops."""
+    dims = SyncDims(height=32, width=40)
+    gen = np.random.default_rng(1)
+    t = 40
+    clips = [SyncClip(f"c{i}", torch.from_numpy(gen.integers(0, 256, (t, 32, 40), dtype=np.uint8)),
+                      torch.zeros(4 * t, dims.n_mels), np.zeros(t)) for i in range(2)]
+    base = {**DEFAULTS, "batch_size": 16, "aug_audio_gain": 0.0, "aug_freq_mask": 0}
+
+    def video(**aug):
+        v, _, cid, start = sample_batch(clips, {**base, **aug}, np.random.default_rng(0), dims)
+        stored = torch.stack([clips[c].mouth[s : s + 5] for c, s in zip(cid.tolist(), start.tolist())]).float()
+        return v, stored
+
+    clean, stored = video(aug_blur_sigma=0.0, aug_noise=0.0)
+    assert torch.equal(clean, stored)
+    blurred, stored = video(aug_blur_sigma=1.5, aug_noise=0.0)
+    assert blurred.std() < stored.std()  # smoothing white noise lowers its spread
+    noisy, stored = video(aug_blur_sigma=0.0, aug_noise=8.0)
+    diff = noisy - stored
+    assert 0 < diff.abs().mean() and diff.std() < 8.0 and noisy.min() >= 0 and noisy.max() <= 255
