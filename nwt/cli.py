@@ -18,7 +18,7 @@ def _generate(args: argparse.Namespace) -> int:
     audio = load_audio_file(args.audio, gen.timing.sample_rate)
     with tqdm(total=gen.n_frames(audio), desc="nwt generate", unit="frame", dynamic_ncols=True) as bar:
         result = gen.write_stream(audio, args.out, args.episode, args.temperature, args.top_k, args.top_p, args.seed,
-                                  mark=not args.no_mark, style=style, on_frames=bar.update)
+                                  mark=not args.no_mark, style=style, guidance=args.guidance, on_frames=bar.update)
     print(f"wrote {args.out}: {result.seconds:.1f} s of video in {result.wall_s:.1f} s (real-time factor {result.rtf:.2f})")
     return 0
 
@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "--style-seed the style is the prior's mean (z = 0)")
     gen.add_argument("--temperature", type=float, default=0.8,
                      help="sampling temperature of the prior (0 = greedy; default 0.8)")
+    gen.add_argument("--guidance", type=float, default=None, metavar="G",
+                     help="classifier-free guidance by the audio: sample from uncond + G × (cond − uncond), the prior's "
+                          "predictions without and with the audio (1 = off; default: 5 for a prior trained with "
+                          "prior.audio_dropout > 0, which the default params are, else 1). Higher follows the speech "
+                          "more closely (LSE-C on the default corpus: 0.37 at 1, 0.58 at 5)")
     gen.add_argument("--top-k", type=int, default=0, help="sample among the k most likely codes (0 = all)")
     gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed and options give the same video")

@@ -60,7 +60,7 @@ def main() -> None:
             recon = decode_codes(gen.dvae, encode_frames(gen.dvae, clip.frames), dvae_index)
             result = gen.from_audio(clip.audio, episode_id if episode_id in gen.episode_ids else None,
                                     temperature=float(cfg["temperature"]), top_k=int(cfg["top_k"]),
-                                    seed=int(cfg["seed"]) + n)
+                                    seed=int(cfg["seed"]) + n, guidance=float(cfg["guidance"]))
             gen_seconds, gen_wall = gen_seconds + result.seconds, gen_wall + result.wall_s
             t = min(len(clip.frames), len(result.frames))
             recon_psnr.append(psnr_db(clip.frames, recon))
@@ -115,7 +115,7 @@ def main() -> None:
                                        for c in iter_clips(shard_paths(DATA / "shards", "val")))
         control_audio = [c.audio for c in clips[: int(cfg["control_clips"])]]
         control = episode_control(gen, control_audio, references, temperature=float(cfg["temperature"]),
-                                  top_k=int(cfg["top_k"]), seed=int(cfg["seed"]))
+                                  top_k=int(cfg["top_k"]), seed=int(cfg["seed"]), guidance=float(cfg["guidance"]))
         metrics["episode_control"] = dict(accuracy=round(float(control["accuracy"]), 4),
                                           generations=int(control["generations"]))
         write_gallery(REPORTS / "index.html", samples, metrics)

@@ -200,7 +200,7 @@ def test_cli_help_and_generate(models, tmp_path):
 
     sub = build_parser()._subparsers._group_actions[0].choices["generate"]
     helps = {a.dest: a.help for a in sub._actions}
-    for opt in ("audio", "out", "episode", "style_from", "style_seed", "temperature", "top_k", "top_p", "seed",
+    for opt in ("audio", "out", "episode", "style_from", "style_seed", "temperature", "guidance", "top_k", "top_p", "seed",
                 "device", "no_mark", "dvae", "prior"):
         assert helps.get(opt), opt
     import soundfile
@@ -213,6 +213,36 @@ def test_cli_help_and_generate(models, tmp_path):
     assert out.is_file()
     assert main(["generate", "--audio", str(wav), "--out", str(out), "--episode", "zz", "--dvae", str(models[0]),
                  "--prior", str(models[1])]) == 2
+
+
+def test_guidance_default_follows_the_prior(models, tmp_path):
+    """A prior with a learned 'no audio' input is guided by default (DEFAULT_GUIDANCE), one without
+    is not and refuses a guidance it cannot give; the CLI passes --guidance through."""
+    from nwt.cli import main
+    from nwt.generate import DEFAULT_GUIDANCE
+
+    torch.manual_seed(2)
+    prior = Prior(PriorDims(**{**PRIOR_TINY, "null_audio": True, "audio_skip": 4}))
+    torch.nn.init.normal_(prior.audio_skip[1].weight, std=0.5)  # zero at init: let the audio matter
+    torch.nn.init.normal_(prior.null_audio, std=1.0)
+    path = tmp_path / "guided.pt"
+    torch.save(dict(dims=asdict(prior.dims), state_dict=prior.state_dict(), episode_ids=EPISODES,
+                    timing=dict(fps=25, sample_rate=SR), fingerprint="pg", step=0), path)
+    guided, plain = Generator(models[0], path), Generator(*models)
+    assert guided.guidance_for(None) == DEFAULT_GUIDANCE > 1 and plain.guidance_for(None) == 1.0
+    audio = speech(1.0)
+    default = guided.from_audio(audio, "ep0", temperature=0.5, seed=1).codes
+    assert np.array_equal(default, guided.from_audio(audio, "ep0", temperature=0.5, seed=1, guidance=DEFAULT_GUIDANCE).codes)
+    assert not np.array_equal(default, guided.from_audio(audio, "ep0", temperature=0.5, seed=1, guidance=1.0).codes)
+    with pytest.raises(ValueError, match="audio_dropout"):
+        plain.from_audio(audio, "ep0", guidance=3.0)
+    import soundfile
+
+    wav = tmp_path / "s.wav"
+    soundfile.write(wav, audio, SR)
+    out = tmp_path / "g.mp4"
+    assert main(["generate", "--audio", str(wav), "--out", str(out), "--guidance", "2", "--dvae", str(models[0]),
+                 "--prior", str(path)]) == 0 and out.is_file()
 
 
 def test_episode_control_runs_on_a_generator(models):

@@ -80,13 +80,14 @@ def control_accuracy(generated: Iterable[tuple[str, np.ndarray]], references: di
 
 def episode_control(gen, audios: Iterable[np.ndarray], references: dict[str, np.ndarray],
                     episodes: list[str] | None = None, decode_episode: str | None = None,
-                    temperature: float = 0.8, top_k: int = 0, seed: int = 0) -> dict:
+                    temperature: float = 0.8, top_k: int = 0, seed: int = 0, guidance: float | None = None) -> dict:
     """Generate every audio under every episode in `episodes` (default: those with reference
     statistics that the prior was trained on) with the decoder's episode fixed to
     `decode_episode` (None = `<unk>`), and score with `control_accuracy`.
 
     `gen` is a nwt.generate.Generator (anything with `episode_ids` and `from_audio(audio,
-    episode_id, temperature, top_k, top_p, seed, decode_episode=...)` returning `.frames`)."""
+    episode_id, temperature, top_k, top_p, seed, decode_episode=..., guidance=...)` returning
+    `.frames`; guidance None = the generator's default)."""
     if episodes is None:
         episodes = [e for e in gen.episode_ids if e in references]
     if len(episodes) < 2:
@@ -94,6 +95,7 @@ def episode_control(gen, audios: Iterable[np.ndarray], references: dict[str, np.
     generated = []
     for i, audio in enumerate(audios):
         for episode_id in episodes:
-            result = gen.from_audio(audio, episode_id, temperature, top_k, 1.0, seed + i, decode_episode=decode_episode)
+            result = gen.from_audio(audio, episode_id, temperature, top_k, 1.0, seed + i, decode_episode=decode_episode,
+                                    guidance=guidance)
             generated.append((episode_id, region_stats(result.frames)))
     return control_accuracy(generated, {e: references[e] for e in episodes})

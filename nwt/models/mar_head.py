@@ -108,27 +108,29 @@ class MARHead(nn.Module):
     @torch.no_grad()
     def sample(self, h: torch.Tensor, skip: torch.Tensor, draw: Callable[[torch.Tensor], torch.Tensor],
                use_cache: bool = True) -> torch.Tensor:
-        """One frame: state (1, D), skip (1, N, E) → codes (H', W', heads) long, token by token.
-        `draw` maps (1, K) logits to (1,) indices (temperature, top-k/p and the seeded generator
-        are the caller's). With `use_cache` each step runs one token through the blocks and
-        keeps their keys/values; without, it reruns the whole prefix (same result, O(N²))."""
-        base = self.condition(h[:, None], skip[:, None])[0]  # (1, N, E)
+        """One frame: states (R, D), skip (1 or R, N, E) → codes (H', W', heads) long, token by
+        token. The R rows (1, or 2 under guidance: with and without the audio) share the drawn
+        codes; `draw` maps their (R, K) logits to (1,) indices (guidance, temperature, top-k/p
+        and the seeded generator are the caller's). With `use_cache` each step runs one token
+        through the blocks and keeps their keys/values; without, it reruns the whole prefix
+        (same result, O(N²))."""
+        base = self.condition(h[:, None], skip[:, None])[:, 0]  # (R, N, E)
         N, H = self.tokens, self.code_heads
         rows = torch.empty(1, N + 1, dtype=torch.long, device=h.device)  # input rows: start, then sampled
         rows[0, 0] = self.start_row
         caches = [dict() for _ in self.blocks]
         for j in range(N):
             if use_cache:
-                x = base[:, j : j + 1] + self.tok_embed(rows[:, j : j + 1])  # (1, 1, E)
+                x = base[:, j : j + 1] + self.tok_embed(rows[:, j : j + 1])  # (R, 1, E)
                 cos, sin = self.cos[j : j + 1], self.sin[j : j + 1]
                 for block, cache in zip(self.blocks, caches):
                     x = block(x, cos, sin, cache=cache)
-                z = self.norm(x)[0, 0]  # (E,)
+                z = self.norm(x)[:, 0]  # (R, E)
             else:
-                z = self._blocks(base[:, : j + 1] + self.tok_embed(rows[:, : j + 1]))[0, -1]
+                z = self._blocks(base[:, : j + 1] + self.tok_embed(rows[:, : j + 1]))[:, -1]
             k = j % H
-            logits = (z @ self.out_w[k].to(z.dtype) + self.out_b[k].to(z.dtype)) * self.logit_scale  # (K,)
-            code = draw(logits[None])  # (1,)
+            logits = (z @ self.out_w[k].to(z.dtype) + self.out_b[k].to(z.dtype)) * self.logit_scale  # (R, K)
+            code = draw(logits)  # (1,)
             rows[0, j + 1] = code[0] + k * self.num_codes
         codes = rows[0, 1:] - self.head_offset.repeat(self.positions)  # (N,)
         return codes.view(self.grid_h, self.grid_w, H)

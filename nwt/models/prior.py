@@ -34,6 +34,17 @@ the episode is); `forward(..., style="posterior", return_aux=True)` also returns
 N(0, I). At sampling time z comes from N(0, I) (a seed), from a reference clip's codes (the
 encoder's mean), or is 0 (the prior's mean) by default.
 
+Classifier-free guidance by the audio (`null_audio`; Ho & Salimans 2022, as MusicGen uses it
+for text): `forward(..., audio_dropout=p)` replaces the audio encoding of a share p of the
+training windows by a learned `null_audio` vector, so the one network also learns what it would
+draw without the speech. `sample_iter(..., guidance=g)` runs the frame transformer and head on
+two rows that share the drawn codes (with the audio, with `null_audio`) and draws from
+uncond + g × (cond − uncond) logits: g = 1 is the prior as trained, g > 1 pushes the codes
+towards what the speech explains. Why: the mouth is a few of 448 codes a frame and the prior's
+own sample follows the audio only loosely (generated LSE-C 39 % of the ground truth's at g = 1,
+74 % at g = 5 on the default corpus); the difference between the two predictions is exactly
+the part the audio decides. The sync loss always pairs frames with the real audio.
+
 Sampling streams: `sample_iter` yields one frame of codes at a time, reading the mel through a
 callable and encoding the audio in chunks (with the encoder's receptive field as overlap), so
 memory does not grow with the audio's length; `sample` collects it.
@@ -82,6 +93,7 @@ class PriorDims:
     sync_dim: int = 0  # audio–frame contrastive embedding width (0: no sync loss)
     audio_skip: int = 0  # FAR: rank of a direct audio → per-position head input (0: audio only via the frame transformer)
     style_dim: int = 0  # unlabelled Gaussian style latent (0: none)
+    null_audio: bool = False  # a learned "no audio" encoding (trained by forward's audio_dropout): guidance's unconditional input
     style_hidden: int = 64  # width of the reference encoder
     # MAR head (mode "mar" only): causal transformer over the H'·W'·heads codes of a frame
     mar_layers: int = 2
@@ -121,6 +133,8 @@ class Prior(nn.Module):
         self.start = nn.Parameter(torch.randn(D) * 0.02)  # input of the first frame
         self.mask = nn.Parameter(torch.randn(D) * 0.02)  # input of a dropped previous frame
         self.episode = nn.Embedding(d.n_episodes + 1, D)
+        if d.null_audio:
+            self.null_audio = nn.Parameter(torch.randn(D) * 0.02)
         if d.style_dim > 0:
             self.style_encoder = StyleEncoder(d.code_heads, K, P, d.style_dim, d.style_hidden)
             self.style_proj = nn.Linear(d.style_dim, D)
@@ -253,6 +267,7 @@ class Prior(nn.Module):
         prev_frame_dropout: float = 0.0,
         code_noise: float = 0.0,
         episode_dropout: float = 0.0,
+        audio_dropout: float = 0.0,
         generator: torch.Generator | None = None,
         style: torch.Tensor | str | None = "posterior",
         return_aux: bool = False,
@@ -288,6 +303,12 @@ class Prior(nn.Module):
         audio = self.audio(mel)  # (B, T, D)
         if audio.shape[1] != T:
             raise ValueError(f"mel gives {audio.shape[1]} frames for {T} frames of codes")
+        heard = audio  # the sync loss always pairs frames with what was said
+        if self.dims.null_audio and (audio_dropout > 0 or self.training):  # in training always: DDP graph
+            silent = torch.rand(B, 1, 1, generator=generator, device=dev) < audio_dropout
+            audio = torch.where(silent, self.null_audio.to(audio.dtype), audio)
+        elif audio_dropout > 0:
+            raise ValueError("audio_dropout needs a prior built with null_audio")
         x = prev + self.audio_proj(audio) + self.episode(episode)[:, None]
         kl = x.new_zeros(0)
         if self.dims.style_dim > 0:
@@ -297,7 +318,7 @@ class Prior(nn.Module):
         logits = self.head(h, skip, codes, audio)
         if not return_aux:
             return logits
-        sync = self.sync_loss(codes, audio) if self.dims.sync_dim > 0 else x.new_zeros((), dtype=torch.float32)
+        sync = self.sync_loss(codes, heard) if self.dims.sync_dim > 0 else x.new_zeros((), dtype=torch.float32)
         return logits, dict(kl=kl, sync=sync)
 
     def sync_loss(self, codes: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
@@ -379,6 +400,7 @@ class Prior(nn.Module):
         audio_chunk_frames: int = 256,
         cpu_threads: int | None = 1,
         style: torch.Tensor | None = None,
+        guidance: float = 1.0,
     ) -> torch.Tensor:
         """Codes (T, H', W', heads) long, frame by frame with a sliding KV cache of
         `context_frames` frames (default: the trained window); MAR draws the codes of each frame
@@ -392,7 +414,7 @@ class Prior(nn.Module):
         out = torch.empty(T, d.grid_h, d.grid_w, d.code_heads, dtype=torch.long, device=param.device)
         frames = self.sample_iter(lambda lo, hi: mel[lo * MELS_PER_FRAME : hi * MELS_PER_FRAME], T, episode_index,
                                   temperature, top_k, top_p, seed, context_frames, audio_chunk_frames, cpu_threads,
-                                  style)
+                                  style, guidance)
         for t, codes in enumerate(frames):
             out[t] = codes
         return out
@@ -411,6 +433,7 @@ class Prior(nn.Module):
         audio_chunk_frames: int = 256,
         cpu_threads: int | None = 1,
         style: torch.Tensor | None = None,
+        guidance: float = 1.0,
     ) -> Iterator[torch.Tensor]:
         """Yield the codes (H', W', heads) of frames 0..n_frames-1 one by one, in memory that
         does not grow with n_frames: the mel is read through `mel_fn` a chunk at a time, the
@@ -422,7 +445,11 @@ class Prior(nn.Module):
         On CPU the per-frame ops are too small to split across threads: each step runs with
         `cpu_threads` intra-op threads (measured on the shared 2-core machine: 1 thread ≈ 90
         frames/s, 2 threads ≈ 10 frames/s under load) and the caller's setting is restored
-        while it holds the frame; None keeps torch's setting."""
+        while it holds the frame; None keeps torch's setting.
+
+        `guidance` g ≠ 1 (needs `null_audio`): every step runs a batch of two rows, with the
+        audio and with the learned "no audio" input, sharing the drawn codes and the KV cache's
+        layout, and draws from uncond + g × (cond − uncond) logits — twice the compute per frame."""
         d = self.dims
         param = next(self.parameters())
         dev, dtype = param.device, param.dtype
@@ -438,7 +465,15 @@ class Prior(nn.Module):
             bias = bias + self.style_proj(z.to(device=dev, dtype=dtype).reshape(1, 1, d.style_dim))
         elif style is not None:
             raise ValueError("this prior was trained without a style latent (style_dim: 0)")
-        caches = [dict() for _ in self.blocks]
+        guided = guidance != 1.0
+        if guided and not d.null_audio:
+            raise ValueError(f"guidance {guidance} needs a prior trained with a 'no audio' input (prior.audio_dropout > 0); "
+                             "this one has none: retrain it, or sample with guidance 1")
+
+        def guide(logits: torch.Tensor) -> torch.Tensor:  # (1 or 2, ...) → (...)
+            return logits[1] + guidance * (logits[0] - logits[1]) if guided else logits[0]
+
+        caches = [dict() for _ in self.blocks]  # with guidance each cache holds both rows
         prev = self.start.view(1, 1, -1)
         skip_shape = (d.positions, d.spatial_dim) if d.mode == "far" else (self.mar.tokens, d.mar_dim)
         skip = torch.zeros(1, 1, *skip_shape, device=dev, dtype=dtype)  # no previous frame at t=0
@@ -457,6 +492,8 @@ class Prior(nn.Module):
                     if mel.shape[0] != (hi - lo) * MELS_PER_FRAME:
                         raise ValueError(f"mel_fn({lo}, {hi}) gave {mel.shape[0]} mel frames, want {(hi - lo) * MELS_PER_FRAME}")
                     audio = self.audio(mel[None])[:, a_start - lo : a_stop - lo]  # (1, chunk, D)
+                    if guided:  # row 1: the unconditional twin, heard nothing
+                        audio = torch.cat([audio, self.null_audio.to(dtype).expand_as(audio)])  # (2, chunk, D)
                     audio_in = self.audio_proj(audio)
                 a_t = audio[:, t - a_start : t - a_start + 1]  # (1, 1, D)
                 x = prev + audio_in[:, t - a_start : t - a_start + 1] + bias  # (1, 1, D)
@@ -467,11 +504,11 @@ class Prior(nn.Module):
                         cache["v"] = cache["v"][:, :, -(context - 1) :] if context > 1 else None
                     x = block(x, cos, sin, cache=cache)
                 if d.mode == "far":
-                    logits = self.spatial(self.norm(x), skip, a_t)[0, 0]  # (H', W', heads, K)
+                    logits = guide(self.spatial(self.norm(x), skip, a_t)[:, 0])  # (H', W', heads, K)
                     codes = sample_logits(logits, temperature, top_k, top_p, gen)  # (H', W', heads)
                 else:  # one code at a time, H'·W'·heads steps
-                    codes = self.mar.sample(self.norm(x)[0], skip[0],
-                                            lambda lg: sample_logits(lg, temperature, top_k, top_p, gen))
+                    codes = self.mar.sample(self.norm(x)[:, 0], skip[0],
+                                            lambda lg: sample_logits(guide(lg)[None], temperature, top_k, top_p, gen))
                 prev = self.embed_frames(codes[None, None])  # (1, 1, D)
                 skip = self.skip_input(codes[None, None])  # (1, 1, P, S); MAR: (1, 1, N, mar_dim)
             finally:

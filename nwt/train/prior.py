@@ -80,6 +80,7 @@ DEFAULTS = dict(
     prev_frame_dropout=0.3,
     code_noise=0.05,
     episode_dropout=0.1,
+    audio_dropout=0.1,
     changed_code_weight=1.0,
     sync_dim=64,
     sync_weight=3.0,
@@ -344,7 +345,7 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
     dims = PriorDims(
         **{k: cfg[k] for k in DIMS_KEYS},
         grid_h=grid_h, grid_w=grid_w, code_heads=code_heads, num_codes=num_codes,
-        n_episodes=n_episodes, n_mels=n_mels,
+        n_episodes=n_episodes, n_mels=n_mels, null_audio=float(cfg["audio_dropout"]) > 0,
     )
     train_clips, val_clips = _to_tensors(train_clips_raw, n_episodes), _to_tensors(val_clips_raw, n_episodes)
     del train_clips_raw, val_clips_raw
@@ -426,7 +427,8 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
             logits, aux = ddp(
                 codes, mel, ep,
                 prev_frame_dropout=float(cfg["prev_frame_dropout"]), code_noise=float(cfg["code_noise"]),
-                episode_dropout=float(cfg["episode_dropout"]), generator=gen, return_aux=True,
+                episode_dropout=float(cfg["episode_dropout"]), audio_dropout=float(cfg["audio_dropout"]),
+                generator=gen, return_aux=True,
             )
         kl, sync = aux["kl"], aux["sync"]
         ce, weighted = changed_weighted_ce(logits, codes, float(cfg["changed_code_weight"]))

@@ -50,7 +50,7 @@ class StandIn:
     def __init__(self, obeys: bool):
         self.obeys, self.decoded_with = obeys, set()
 
-    def from_audio(self, audio, episode_id, temperature, top_k, top_p, seed, decode_episode="?"):
+    def from_audio(self, audio, episode_id, temperature, top_k, top_p, seed, decode_episode="?", guidance=None):
         self.decoded_with.add(decode_episode)
         look = episode_id if self.obeys else "red_blue"
         return SimpleNamespace(frames=frames(look, n=2, seed=seed))

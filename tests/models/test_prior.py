@@ -241,3 +241,45 @@ def test_init_from_codebook_gives_alike_codes_alike_embeddings():
     assert abs(m.code_embed.weight.std().item() - std_before) < 0.2 * std_before  # the init's own spread
     with pytest.raises(ValueError, match="do not match"):
         m.init_from_codebook(torch.randn(2, 8, 6))
+
+
+@pytest.mark.parametrize("T,guidance", [(4, 3.0), (13, 5.0), (13, 0.0)])  # 0: the unconditional model alone
+def test_guided_greedy_sampling_equals_uncached_guidance(T, guidance):
+    """Classifier-free guidance: the cached sampler's two rows (with the audio, with the learned
+    'no audio' input) compute what two uncached forwards do, and the draw follows
+    uncond + guidance × (cond − uncond)."""
+    m = tiny(audio_skip=4, null_audio=True).double()
+    torch.nn.init.normal_(m.audio_skip[1].weight, std=0.5, generator=torch.Generator().manual_seed(0))
+    torch.nn.init.normal_(m.null_audio, std=1.0, generator=torch.Generator().manual_seed(1))
+    _, mel, _ = data(B=1, T=T)
+    mel = mel.double()
+    codes = m.sample(mel[0], episode_index=1, top_k=1, seed=0, guidance=guidance)
+    ep = torch.tensor([1])
+    cond = m(codes[None], mel, ep)
+    uncond = m(codes[None], mel, ep, audio_dropout=1.0)  # every window hears nothing
+    assert not torch.allclose(cond, uncond)
+    assert torch.equal((uncond + guidance * (cond - uncond)).argmax(-1)[0], codes)
+    plain = m.sample(mel[0], episode_index=1, top_k=1, seed=0)  # guidance 1 = the conditional model
+    assert torch.equal(m(plain[None], mel, ep).argmax(-1)[0], plain)
+
+
+def test_guidance_and_audio_dropout_need_the_null_audio():
+    m = tiny()
+    codes, mel, ep = data(B=1, T=4)
+    with pytest.raises(ValueError, match="audio_dropout > 0"):
+        m.sample(mel[0], 0, guidance=3.0)
+    with pytest.raises(ValueError, match="null_audio"):
+        m(codes, mel, ep, audio_dropout=0.5)
+
+
+def test_audio_dropout_silences_windows_but_not_the_sync_loss():
+    m = tiny(null_audio=True, sync_dim=8).train()
+    codes, mel, ep = data(B=2, T=6)
+    run = lambda p: m(codes, mel, ep, audio_dropout=p, generator=torch.Generator().manual_seed(0), style=None,
+                      return_aux=True)
+    heard, silent = run(0.0), run(1.0)
+    assert not torch.allclose(heard[0], silent[0])
+    assert torch.allclose(heard[1]["sync"], silent[1]["sync"])  # paired with what was said, always
+    other = mel.roll(3, dims=1)  # silenced windows do not depend on the audio at all
+    deaf = m(codes, other, ep, audio_dropout=1.0, generator=torch.Generator().manual_seed(0), style=None)
+    assert torch.allclose(deaf, silent[0])

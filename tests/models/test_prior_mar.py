@@ -158,3 +158,16 @@ def test_checkpoint_layouts(tmp_path):
     torch.save(dict(dims=old_dims, state_dict=f.state_dict(), episode_ids=[], timing={}, fingerprint="y", step=0), path)
     f2, _ = load_prior(path, "cpu")
     assert torch.equal(f(codes, mel, ep), f2(codes, mel, ep))
+
+
+def test_guided_greedy_sampling_equals_teacher_forced_guidance():
+    """Guidance in MAR: both rows (with the audio, with the learned 'no audio') share each drawn
+    code inside the frame, and the draw follows uncond + guidance × (cond − uncond)."""
+    m = tiny(null_audio=True).double()
+    torch.nn.init.normal_(m.null_audio, std=1.0, generator=torch.Generator().manual_seed(1))
+    _, mel, _ = data(B=1, T=6, dtype=torch.float64)
+    codes = m.sample(mel[0], episode_index=1, top_k=1, seed=0, guidance=4.0)
+    ep = torch.tensor([1])
+    cond, uncond = m(codes[None], mel, ep), m(codes[None], mel, ep, audio_dropout=1.0)
+    assert not torch.allclose(cond, uncond)
+    assert torch.equal((uncond + 4.0 * (cond - uncond)).argmax(-1)[0], codes)
