@@ -10,7 +10,8 @@ Sections (all by default, or `--only NAME ...`):
   decode of those frames (params.yaml dims) timed on its own, and FAR's real-time factor with the
   decode included (what `nwt generate` does); FAR's KV-cached sampler against an uncached one
   that reruns the teacher-forced forward over the last `context_frames` frames for every new
-  frame (the same arithmetic a sampler without a cache must do). Random weights and mel (speed
+  frame (the same arithmetic a sampler without a cache must do); FAR with the default
+  `evaluate.guidance` (two rows per frame, `far_guided`). Random weights and mel (speed
   does not depend on them), one intra-op thread as nwt.generate samples on CPU;
 - dvae_train_step: seconds per joint-phase dVAE training step (forward, L1 + MSE, backward, AdamW;
   no critic) at the params.yaml dims, batch and window, in fp32, under CPU bf16 autocast, and
@@ -151,6 +152,20 @@ def bench_prior_sampling(frames: int = 50, modes: tuple[str, ...] = ("far", "mar
         result["far"]["rtf_with_decode"] = round(frames / far_total / fps, 3)
         print(f"FAR without KV cache: {uncached:.2f} s ({result['far']['kv_cache_speedup']}× slower); dVAE decode "
               f"{frames / decode_s:.1f} frames/s; FAR RTF with decode {result['far']['rtf_with_decode']}")
+        # what evaluate and `nwt generate` run by default: guidance doubles the rows per frame
+        guidance = float(params.get("evaluate", {}).get("guidance", 1.0))
+        if guidance != 1.0 and float(cfg.get("audio_dropout", 0)) > 0:
+            torch.manual_seed(0)
+            model = Prior(PriorDims(**{**{k: cfg[k] for k in DIMS_KEYS}, **grid, "mode": "far", "null_audio": True})).eval()
+            model.sample(mel[:8], 0, seed=0, guidance=guidance)  # warm-up
+            start = time.perf_counter()
+            model.sample(mel, 0, temperature=1.0, seed=0, guidance=guidance)
+            wall = time.perf_counter() - start
+            result["far_guided"] = dict(guidance=guidance, wall_s=round(wall, 3), frames_per_s=round(frames / wall, 2),
+                                        rtf=round(frames / wall / fps, 3),
+                                        rtf_with_decode=round(frames / (wall + decode_s) / fps, 3))
+            print(f"FAR with guidance {guidance:g}: {frames / wall:.2f} frames/s, RTF {frames / wall / fps:.3f}, "
+                  f"with decode {result['far_guided']['rtf_with_decode']}")
     return result
 
 
