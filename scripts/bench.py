@@ -122,9 +122,13 @@ def bench_prior_sampling(frames: int = 50, modes: tuple[str, ...] = ("far", "mar
                 num_codes=dvae["num_codes"], n_episodes=8)
     mel = torch.randn(4 * frames, N_MELS, generator=torch.Generator().manual_seed(0))
     result = dict(frames=frames, fps=fps, note="sampling only (no dVAE decode), random weights, 1 thread")
-    for mode in modes:
+
+    def prior_at(mode: str, **extra) -> Prior:  # the params.yaml size, random weights, seed 0
         torch.manual_seed(0)
-        model = Prior(PriorDims(**{**{k: cfg[k] for k in DIMS_KEYS}, **grid, "mode": mode})).eval()
+        return Prior(PriorDims(**{**{k: cfg[k] for k in DIMS_KEYS}, **grid, "mode": mode, **extra})).eval()
+
+    for mode in modes:
+        model = prior_at(mode)
         model.sample(mel[:8], 0, seed=0)  # warm-up (2 frames)
         start = time.perf_counter()
         codes = model.sample(mel, 0, temperature=1.0, seed=0)
@@ -139,8 +143,7 @@ def bench_prior_sampling(frames: int = 50, modes: tuple[str, ...] = ("far", "mar
     if "far" in result and "mar" in result:
         result["mar_slowdown"] = round(result["far"]["frames_per_s"] / result["mar"]["frames_per_s"], 1)
     if "far" in modes:
-        torch.manual_seed(0)
-        model = Prior(PriorDims(**{**{k: cfg[k] for k in DIMS_KEYS}, **grid, "mode": "far"})).eval()
+        model = prior_at("far")
         start = time.perf_counter()
         sample_uncached(model, mel, frames)
         uncached = time.perf_counter() - start
@@ -155,8 +158,7 @@ def bench_prior_sampling(frames: int = 50, modes: tuple[str, ...] = ("far", "mar
         # what evaluate and `nwt generate` run by default: guidance doubles the rows per frame
         guidance = float(params.get("evaluate", {}).get("guidance", 1.0))
         if guidance != 1.0 and float(cfg.get("audio_dropout", 0)) > 0:
-            torch.manual_seed(0)
-            model = Prior(PriorDims(**{**{k: cfg[k] for k in DIMS_KEYS}, **grid, "mode": "far", "null_audio": True})).eval()
+            model = prior_at("far", null_audio=True)
             model.sample(mel[:8], 0, seed=0, guidance=guidance)  # warm-up
             start = time.perf_counter()
             model.sample(mel, 0, temperature=1.0, seed=0, guidance=guidance)
