@@ -84,7 +84,7 @@ def test_metrics_cover_every_stage(pipeline_repo):
     flat = json.dumps(json.loads(out[out.index("{"):]))
     for key in ("episodes_kept", "cut_recall", "face_detection_rate", "clip_hours", "clips_train", "psnr_db",
                 "perplexity", "nll_bits_per_code", "mouth_audio_corr", "rtf", "lse_c", "lse_d", "lse_c_ratio",
-                "offset_recovery_rate", "frechet_sync_feat"):
+                "offset_recovery_rate", "frechet_sync_feat", "codec"):
         assert f'"{key}"' in flat, key
 
 

@@ -1,0 +1,31 @@
+"""The codec anchor: the ground truth through intra-only libx264, as evaluate scores it."""
+import numpy as np
+import pytest
+
+from nwt.eval.anchor import x264_round_trip
+from nwt.eval.metrics import mouth_darkness, pearson
+from nwt.train.dvae import psnr_db
+
+from presenter_data import presenter_clip
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    return presenter_clip(np.random.default_rng(0), 20)[0]
+
+
+def test_round_trip_keeps_every_frame_and_loses_more_at_higher_crf(clip):
+    psnrs = []
+    for crf in (20, 40, 51):
+        out = x264_round_trip(clip, 25, crf)
+        assert out.shape == clip.shape and out.dtype == np.uint8
+        psnrs.append(float(psnr_db(clip, out).mean()))
+    assert psnrs[0] > psnrs[1] > psnrs[2], psnrs
+    assert psnrs[0] > 35
+
+
+def test_the_anchor_keeps_the_moving_mouth_at_the_default_crf(clip):
+    out = x264_round_trip(clip, 25, 40)
+    truth = mouth_darkness(clip)
+    assert truth.std() > 1.0  # the clip's mouth does move
+    assert pearson(truth, mouth_darkness(out)) > 0.9
