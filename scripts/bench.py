@@ -113,8 +113,8 @@ def bench_prior_sampling(frames: int = 50, modes: tuple[str, ...] = ("far", "mar
     import yaml
 
     from nwt.constants import N_MELS
-    from nwt.models.prior import Prior, PriorDims
-    from nwt.train.prior import DEFAULTS, DIMS_KEYS
+    from nwt.models.prior import Prior
+    from nwt.train.prior import DEFAULTS, prior_dims
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     cfg, dvae, fps = {**DEFAULTS, **params["prior"]}, params["train_dvae"], int(params["media"]["fps"])
@@ -123,9 +123,9 @@ def bench_prior_sampling(frames: int = 50, modes: tuple[str, ...] = ("far", "mar
     mel = torch.randn(4 * frames, N_MELS, generator=torch.Generator().manual_seed(0))
     result = dict(frames=frames, fps=fps, note="sampling only (no dVAE decode), random weights, 1 thread")
 
-    def prior_at(mode: str, **extra) -> Prior:  # the params.yaml size, random weights, seed 0
+    def prior_at(mode: str) -> Prior:  # the params.yaml size, random weights, seed 0
         torch.manual_seed(0)
-        return Prior(PriorDims(**{**{k: cfg[k] for k in DIMS_KEYS}, **grid, "mode": mode, **extra})).eval()
+        return Prior(prior_dims({**cfg, "mode": mode}, **grid)).eval()
 
     for mode in modes:
         model = prior_at(mode)
@@ -158,7 +158,7 @@ def bench_prior_sampling(frames: int = 50, modes: tuple[str, ...] = ("far", "mar
         # what evaluate and `nwt generate` run by default: guidance doubles the rows per frame
         guidance = float(params.get("evaluate", {}).get("guidance", 1.0))
         if guidance != 1.0 and float(cfg.get("audio_dropout", 0)) > 0:
-            model = prior_at("far", null_audio=True)
+            model = prior_at("far")
             model.sample(mel[:8], 0, seed=0, guidance=guidance)  # warm-up
             start = time.perf_counter()
             model.sample(mel, 0, temperature=1.0, seed=0, guidance=guidance)

@@ -103,6 +103,13 @@ DIMS_KEYS = ("mode", "layers", "dim", "heads", "audio_layers", "audio_window", "
              "sync_dim", "audio_skip", "style_dim", "style_hidden", "mar_layers", "mar_dim", "mar_heads")
 
 
+def prior_dims(cfg: dict, **data) -> PriorDims:
+    """The PriorDims of a `prior` params section (DEFAULTS filled in) on token data described by
+    `data` (grid_h, grid_w, code_heads, num_codes, n_episodes, n_mels). A prior trained with
+    `audio_dropout` > 0 has the learned "no audio" input that guidance needs."""
+    return PriorDims(**{k: cfg[k] for k in DIMS_KEYS}, null_audio=float(cfg["audio_dropout"]) > 0, **data)
+
+
 def changed_weighted_ce(logits: torch.Tensor, codes: torch.Tensor, changed_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(plain mean cross-entropy, the training loss): codes that differ from the previous frame's
     code at the same place weigh `changed_weight` times the rest (weights normalised to mean 1).
@@ -342,11 +349,8 @@ def _train(cfg, paths, clips, ckpt_dir, report_dir, episode_ids, rank, world, de
     timing = Timing(int(first.meta.get("fps", 25)), int(first.meta.get("sample_rate", 16000)))
     n_mels = int(first.mel.shape[1])
     n_episodes = len(episode_ids)
-    dims = PriorDims(
-        **{k: cfg[k] for k in DIMS_KEYS},
-        grid_h=grid_h, grid_w=grid_w, code_heads=code_heads, num_codes=num_codes,
-        n_episodes=n_episodes, n_mels=n_mels, null_audio=float(cfg["audio_dropout"]) > 0,
-    )
+    dims = prior_dims(cfg, grid_h=grid_h, grid_w=grid_w, code_heads=code_heads, num_codes=num_codes,
+                      n_episodes=n_episodes, n_mels=n_mels)
     train_clips, val_clips = _to_tensors(train_clips_raw, n_episodes), _to_tensors(val_clips_raw, n_episodes)
     del train_clips_raw, val_clips_raw
 

@@ -236,3 +236,12 @@ def test_dvc_stage_depends_on_every_module_that_shapes_a_checkpoint():
     for module in CODE_MODULES:
         assert module.replace(".", "/") + ".py" in deps, module
     assert "nwt/data/tokens.py" in deps  # the codebook file's reader
+
+
+def test_prior_dims_reads_the_params_section_and_gives_guidance_input_with_audio_dropout():
+    from nwt.train.prior import DEFAULTS, prior_dims
+
+    data = dict(grid_h=4, grid_w=3, code_heads=2, num_codes=16, n_episodes=3, n_mels=80)
+    dims = prior_dims({**DEFAULTS, "layers": 3, "audio_dropout": 0.1}, **data)
+    assert dims.layers == 3 and dims.null_audio and (dims.grid_h, dims.num_codes, dims.n_episodes) == (4, 16, 3)
+    assert not prior_dims({**DEFAULTS, "audio_dropout": 0.0}, **data).null_audio
