@@ -54,11 +54,11 @@ def main() -> None:
         if cfg.get("syncnet_weights"):
             scorers["official_"] = load_scorer(cfg["syncnet_weights"])[0]
         offset_results = {(prefix, s): [] for prefix in scorers for s in SOURCES}  # lse_scores per clip
-        corr = {s: [] for s in SOURCES}
-        lse = {(prefix, s, k): [] for prefix in scorers for s in SOURCES for k in LSE_KEYS}
-        recon_psnr, gen_seconds, gen_wall, samples = [], 0.0, 0.0, []
         codec_crf = float(cfg.get("codec_anchor_crf", 0))
-        codec = {k: [] for k in (*[p + k for p in scorers for k in LSE_KEYS], "psnr_db", "mouth_audio_corr")}
+        scored = (*SOURCES, "codec") if codec_crf > 0 else SOURCES  # sources with LSE and mouth correlation
+        corr = {s: [] for s in scored}
+        lse = {(prefix, s, k): [] for prefix in scorers for s in scored for k in LSE_KEYS}
+        recon_psnr, codec_psnr, gen_seconds, gen_wall, samples = [], [], 0.0, 0.0, []
         clips = list(iter_clips(shard_paths(DATA / "shards", "test")))
         if not clips:
             raise RuntimeError("no test clips in data/shards: the shard stage kept none (see data/shard/ledger.parquet)")
@@ -89,12 +89,12 @@ def main() -> None:
                 distribution.add_frames(source, frames)
             if codec_crf > 0:
                 anchor = x264_round_trip(clip.frames[:t], gen.timing.fps, codec_crf, intra_only=True)
-                codec["psnr_db"].append(psnr_db(clip.frames[:t], anchor))
-                codec["mouth_audio_corr"].append(mouth_audio_corr(anchor, clip.audio[: t * spf], spf))
+                codec_psnr.append(psnr_db(clip.frames[:t], anchor))
+                corr["codec"].append(mouth_audio_corr(anchor, clip.audio[: t * spf], spf))
                 for prefix, scorer in scorers.items():
                     scores = lse_scores(scorer, anchor, clip.audio[: t * spf], gen.timing)
                     for k in LSE_KEYS:
-                        codec[prefix + k].append(abs(float(scores[k])) if k == "av_offset_frames" else float(scores[k]))
+                        lse[(prefix, "codec", k)].append(float(scores[k]))
             if n < int(cfg["samples"]):
                 side = np.concatenate([clip.frames[:t], recon[:t], add_mark(result.frames[:t])], axis=2)
                 write_video(SAMPLES / f"{clip.key}.webm", side, gen.timing.fps, clip.audio[: t * spf],
@@ -118,17 +118,14 @@ def main() -> None:
         for (prefix, source), results in offset_results.items():
             write_curve_tsv(OFFSET_PLOTS / f"{prefix}{source}.tsv", mean_offset_curve(results))
         metrics["gen"]["test_nll_bits_per_code"] = round(float(nll.get("nll_bits_per_code", float("nan"))), 4)
-        gt_corr = metrics["gt"]["mouth_audio_corr"]
-        metrics["gen_vs_gt"] = dict(
-            mouth_audio_corr_ratio=round(metrics["gen"]["mouth_audio_corr"] / gt_corr, 4) if abs(gt_corr) > 1e-6 else 0.0,
-            lse_c_ratio=round(metrics["gen"]["lse_c"] / metrics["gt"]["lse_c"], 4) if metrics["gt"]["lse_c"] > 1e-6 else 0.0,
-            lse_d_ratio=round(metrics["gen"]["lse_d"] / metrics["gt"]["lse_d"], 4) if metrics["gt"]["lse_d"] > 1e-6 else 0.0)
+        def to_gt(source: str, key: str) -> float:  # source's figure over the ground truth's (0 if that is ≈ 0)
+            reference = metrics["gt"][key]
+            return round(metrics[source][key] / reference, 4) if abs(reference) > 1e-6 else 0.0
+
+        metrics["gen_vs_gt"] = {f"{k}_ratio": to_gt("gen", k) for k in ("mouth_audio_corr", "lse_c", "lse_d")}
         if codec_crf > 0:
-            metrics["codec"] = dict({k: round(float(np.mean(v)), 4) for k, v in codec.items()}, crf=codec_crf,
-                                    lse_c_ratio=round(float(np.mean(codec["lse_c"])) / metrics["gt"]["lse_c"], 4)
-                                    if metrics["gt"]["lse_c"] > 1e-6 else 0.0,
-                                    lse_d_ratio=round(float(np.mean(codec["lse_d"])) / metrics["gt"]["lse_d"], 4)
-                                    if metrics["gt"]["lse_d"] > 1e-6 else 0.0)
+            metrics["codec"].update(psnr_db=round(float(np.mean(codec_psnr)), 4), crf=codec_crf,
+                                    **{f"{k}_ratio": to_gt("codec", k) for k in ("lse_c", "lse_d")})
         metrics["rtf"] = round(gen_seconds / max(gen_wall, 1e-9), 3)
         metrics["test_clips"] = len(clips)
         # episode control: the same test audio generated under every trained episode, decoded with
