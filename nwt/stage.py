@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from nwt.data.atomic import write_json
+from nwt.atomic import write_json
 from nwt.data.ledger import Ledger
 
 DATA = Path("data")

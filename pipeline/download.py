@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from nwt.data import download
-from nwt.data.atomic import write_json, write_parquet
+from nwt.atomic import write_json, write_parquet
 from nwt.data.ledger import Ledger
 from nwt.data.media import MediaError
 from nwt.data.parallel import run_tasks, shutdown

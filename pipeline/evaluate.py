@@ -21,14 +21,14 @@ from nwt.eval.control import episode_control, real_region_stats
 from nwt.eval.distribution import SYNC_FEAT, DistributionMetrics, standard_extractors
 from nwt.eval.gallery import write_gallery
 from nwt.eval.lipsync import load_scorer, lse_scores
-from nwt.eval.metrics import mouth_audio_corr, psnr_db
+from nwt.eval.metrics import mouth_audio_corr, psnr_per_frame
 from nwt.eval.sync_offset import mean_offset_curve, write_curve_tsv
 from nwt.generate import Generator, add_mark
 from nwt.models.dvae_io import decode_codes, encode_frames
 from nwt.data.media import write_video
 from nwt.params import load_params, section
 from nwt.stage import DATA, REPORTS, stage
-from nwt.train.prior import evaluate_nll
+from nwt.eval.nll import evaluate_nll
 
 SAMPLES = REPORTS / "evaluate" / "samples"
 OFFSET_PLOTS = REPORTS / "evaluate" / "plots" / "sync_offset"
@@ -71,7 +71,7 @@ def main() -> None:
                                     seed=int(cfg["seed"]) + n, guidance=float(cfg["guidance"]))
             gen_seconds, gen_wall = gen_seconds + result.seconds, gen_wall + result.wall_s
             t = min(len(clip.frames), len(result.frames))
-            recon_psnr.append(psnr_db(clip.frames, recon))
+            recon_psnr.append(psnr_per_frame(clip.frames, recon))
             corr["gt"].append(mouth_audio_corr(clip.frames, clip.audio, spf))
             corr["recon"].append(mouth_audio_corr(recon, clip.audio, spf))
             corr["gen"].append(mouth_audio_corr(result.frames[:t], clip.audio[: t * spf], spf))
@@ -89,7 +89,7 @@ def main() -> None:
                 distribution.add_frames(source, frames)
             if codec_crf > 0:
                 anchor = x264_round_trip(clip.frames[:t], gen.timing.fps, codec_crf, intra_only=True)
-                codec_psnr.append(psnr_db(clip.frames[:t], anchor))
+                codec_psnr.append(psnr_per_frame(clip.frames[:t], anchor))
                 corr["codec"].append(mouth_audio_corr(anchor, clip.audio[: t * spf], spf))
                 for prefix, scorer in scorers.items():
                     scores = lse_scores(scorer, anchor, clip.audio[: t * spf], gen.timing)
@@ -110,7 +110,7 @@ def main() -> None:
             # av_offset: mean absolute offset (frames) — 0 is in sync
             value = np.mean(np.abs(values)) if k == "av_offset_frames" else np.mean(values)
             metrics[source][prefix + k] = round(float(value), 4)
-        metrics["recon"]["psnr_db"] = round(float(np.mean(recon_psnr)), 3)
+        metrics["recon"]["psnr_db"] = round(float(np.concatenate(recon_psnr).mean()), 3)  # psnr_db: mean over all frames
         per_source, extra = distribution.metrics()
         for source, values in per_source.items():
             metrics[source].update(values)
@@ -124,7 +124,7 @@ def main() -> None:
 
         metrics["gen_vs_gt"] = {f"{k}_ratio": to_gt("gen", k) for k in ("mouth_audio_corr", "lse_c", "lse_d")}
         if codec_crf > 0:
-            metrics["codec"].update(psnr_db=round(float(np.mean(codec_psnr)), 4), crf=codec_crf,
+            metrics["codec"].update(psnr_db=round(float(np.concatenate(codec_psnr).mean()), 4), crf=codec_crf,
                                     **{f"{k}_ratio": to_gt("codec", k) for k in ("lse_c", "lse_d")})
         metrics["rtf"] = round(gen_seconds / max(gen_wall, 1e-9), 3)
         metrics["test_clips"] = len(clips)

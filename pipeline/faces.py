@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from nwt.data.atomic import atomic_path, write_parquet
+from nwt.atomic import atomic_path, write_parquet
 from nwt.data.faces import contact_sheet, episode_faces
 from nwt.data.ledger import Ledger
 from nwt.data.media import MediaError

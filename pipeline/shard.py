@@ -5,7 +5,7 @@ import shutil
 
 import pandas as pd
 
-from nwt.data.atomic import write_json
+from nwt.atomic import write_json
 from nwt.data.ledger import Ledger
 from nwt.data.media import MediaError
 from nwt.data.parallel import run_tasks, shutdown

@@ -216,7 +216,8 @@ def bench_dvae_train_step(steps: int = 20, warmup: int = 3) -> dict:
     import yaml
 
     from nwt.models.dvae import DVAE
-    from nwt.train.common import adamw, autocast, cpu_has_native_bf16
+    from nwt.precision import autocast, cpu_has_native_bf16
+    from nwt.train.common import adamw
     from nwt.train.dvae import DEFAULTS, _dims_from_cfg
 
     cfg = {**DEFAULTS, **yaml.safe_load((REPO / "params.yaml").read_text())["train_dvae"]}

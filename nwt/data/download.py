@@ -139,7 +139,7 @@ def render_synthetic_episode(spec: dict, raw_dir: str) -> dict:
     if not (mp4.exists() and truth.exists() and spec_file.exists() and json.loads(spec_file.read_text()) == spec):
         config = SyntheticConfig(fps=spec["fps"], sample_rate=spec["sample_rate"], identities=spec["identities"])
         render_episode(episode_id, spec["seed"], spec["seconds"], raw, config)
-        from nwt.data.atomic import write_json
+        from nwt.atomic import write_json
 
         write_json(spec_file, spec)
     info = check_episode(mp4, MIN_EPISODE_S)

@@ -18,15 +18,13 @@ import cv2
 import numpy as np
 
 from nwt.constants import CROP_H, CROP_W
+from nwt.geometry import FACE_CENTRE_SHIFT, crop_frame, crop_window
 from nwt.data.face_backends import make_detector
 from nwt.data.media import iter_frames
 
 MIN_DETECTED_SHARE = 0.5  # a shot keeps its face only if found in at least this share of samples
 SECOND_FACE_AREA = 0.5  # a second face this large relative to the first counts as "comparable"
 MULTI_FACE_SHARE = 0.3  # ... and in this share of detected samples the shot has several faces
-# The crop centre sits this many face heights below the face-box centre (chin, neck). 0.19 on the
-# face-ellipse box frames the crop exactly as 0.15 did on the raw Haar box (0.04 h lower).
-FACE_CENTRE_SHIFT = 0.19
 MATCH_IOU = 0.3  # a detection "finds" the true face above this IoU
 THUMB_SCALE = 0.5  # contact-sheet thumbnails: the 256×224 crop at half size (128×112)
 
@@ -105,26 +103,6 @@ def face_motion(frames: np.ndarray, boxes: np.ndarray, fps: int) -> float:
     dt = np.diff(frames) / fps  # (K-1,)
     speed = np.linalg.norm(np.diff(centres, axis=0), axis=1) / dt / np.median(boxes[:, 3])
     return float(np.median(speed))
-
-
-def crop_window(crop: np.ndarray) -> tuple[float, float, float, float]:
-    """(cx, cy, h) → x0, y0, width, height of the 256:224 (H:W) crop rectangle."""
-    cx, cy, h = crop
-    w = h * CROP_W / CROP_H
-    return cx - w / 2, cy - h / 2, w, h
-
-
-def crop_frame(frame: np.ndarray, crop: np.ndarray) -> np.ndarray:
-    """Cut the crop window out of a frame and resize it to 256×224 in one affine warp.
-
-    Parts outside the frame are filled by replicating the border (a crop near the edge of a
-    wide shot must not fail).
-    """
-    x0, y0, w, h = crop_window(crop)
-    scale = CROP_H / h
-    matrix = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], np.float32)
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.warpAffine(frame, matrix, (CROP_W, CROP_H), flags=interp, borderMode=cv2.BORDER_REPLICATE)
 
 
 def episode_faces(job: dict, cfg: dict, fps: int) -> dict:

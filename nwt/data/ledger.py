@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nwt.data.atomic import write_parquet
+from nwt.atomic import write_parquet
 
 KEPT, REJECTED = "kept", "rejected"
 

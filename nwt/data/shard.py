@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from nwt.constants import Timing
-from nwt.data.faces import crop_frame
+from nwt.geometry import crop_frame
 from nwt.data.media import iter_frames, read_audio
 from nwt.data.shards import ShardWriter, clip_sample
 

@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import webdataset as wds
 
-from nwt.data.atomic import atomic_path
+from nwt.atomic import atomic_path
 
 CODEBOOK_FILE = "codebook.npy"
 

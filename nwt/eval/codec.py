@@ -4,9 +4,9 @@ The dVAE spends a fixed `bits_per_frame` (grid × heads × log2(num_codes)); x26
 its constant-rate factor (CRF), once with inter prediction (x264 defaults: GOP 250, B-frames)
 and once intra-only (`keyint=1`, no B-frames: every frame an IDR frame, like the per-frame dVAE).
 
-Definitions (kept identical to `nwt.train.dvae`'s `val.psnr_db`):
-- PSNR: per-frame RGB PSNR, 10·log10(255² / MSE) over all pixels and channels of one frame
-  (`nwt.train.dvae.psnr_db`, identical frames count as 100 dB), **averaged over frames** — all
+Definitions:
+- PSNR: `nwt.eval.metrics.psnr_db`, per-frame RGB PSNR, 10·log10(255² / MSE) over all pixels and
+  channels of one frame (identical frames count as 100 dB), **averaged over frames** — all
   evaluated frames of all clips pooled, each frame weighing the same. `eval_stride` picks
   frames `[::eval_stride]` of each clip, the same rule as train_dvae's `val_frame_stride`.
 - bits per frame: bytes of the H.264 elementary stream (Annex B, no container) × 8 / frames
@@ -30,8 +30,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from nwt.data.atomic import write_json
+from nwt.atomic import write_json
 from nwt.data.media import require_ffmpeg
+from nwt.eval.metrics import psnr_per_frame
 
 PRESET = "medium"
 CRFS = (10, 18, 26, 34, 40, 45, 48, 51)  # x264 8-bit CRF ends at 51; denser where the dVAE lies
@@ -91,7 +92,6 @@ def decode_h264(stream: bytes, height: int, width: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------ the sweep
 def _sweep_point(clips: Sequence[np.ndarray], fps: int, crf: float, intra_only: bool, preset: str,
                  eval_stride: int) -> dict:
-    from nwt.train.dvae import psnr_db  # the one definition of per-frame PSNR
 
     streams = [encode_h264(clip, fps, crf, intra_only, preset) for clip in clips]
     # one decoder for all clips: each stream starts with its own SPS/PPS and IDR frame, so the
@@ -101,7 +101,7 @@ def _sweep_point(clips: Sequence[np.ndarray], fps: int, crf: float, intra_only: 
     if len(decoded) != sum(lengths):
         raise RuntimeError(f"x264 round trip gave {len(decoded)} frames for {sum(lengths)}")
     ends = np.cumsum(lengths)
-    psnrs = [psnr_db(clip[::eval_stride], decoded[end - len(clip) : end][::eval_stride]) for clip, end in zip(clips, ends)]
+    psnrs = [psnr_per_frame(clip[::eval_stride], decoded[end - len(clip) : end][::eval_stride]) for clip, end in zip(clips, ends)]
     bits = 8 * sum(video_stream_bytes(stream) for stream in streams)
     return dict(crf=crf, bits_per_frame=bits / sum(lengths), psnr_db=float(np.concatenate(psnrs).mean()),
                 frames=int(sum(lengths)))

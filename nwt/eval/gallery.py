@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from nwt.data.atomic import atomic_path
+from nwt.atomic import atomic_path
 
 SOURCES = ("gt", "recon", "gen")
 SOURCE_NAMES = {"gt": "ground truth", "recon": "dVAE reconstruction", "gen": "generated from the audio"}

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from scipy.fft import dct
 
 from nwt.constants import Timing
-from nwt.data.faces import FACE_CENTRE_SHIFT
+from nwt.geometry import FACE_CENTRE_SHIFT
 
 VSHIFT = 15  # offsets searched: −15 … +15 video frames (syncnet_python's default vshift)
 PDIST_EPS = 1e-6  # torch.nn.functional.pairwise_distance's default eps (added to the difference)

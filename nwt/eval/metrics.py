@@ -1,4 +1,5 @@
-"""Objective measures used by evaluate (and the training stages' validation).
+"""Objective measures, one definition each: image fidelity (PSNR, SSIM, sharpness) for the dVAE's
+validation, the x264 comparison and evaluate; mouth–audio correlation for evaluate.
 
 Mouth–audio correlation (our documented estimator, DESIGN.md "Evaluation"): the mouth of the
 256×224 crop sits in a fixed box (the faces stage centres and scales every crop on the face);
@@ -8,18 +9,68 @@ Pearson r over clips. Ground-truth clips give the ceiling that a generated clip 
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 # mouth box as fractions of the 256×224 crop: rows, columns (measured on the faces stage's crops)
 MOUTH_ROWS = (0.48, 0.60)
 MOUTH_COLS = (0.38, 0.62)
 LOUDNESS_FLOOR = 1e-4
+PSNR_IDENTICAL_DB = 100.0  # the PSNR of a frame equal to its reference
+
+
+def psnr_per_frame(reference: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """(N,) RGB PSNR (dB) of each frame of uint8 arrays (N, H, W, 3); identical frames count as
+    100 dB (so that one perfect frame cannot make a mean infinite)."""
+    ref, tst = reference.astype(np.float64), test.astype(np.float64)
+    mse = ((ref - tst) ** 2).reshape(len(ref), -1).mean(axis=1)
+    return np.where(mse > 0, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12)), PSNR_IDENTICAL_DB)
 
 
 def psnr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    """PSNR over uint8 arrays of the same shape (RGB, all pixels)."""
-    mse = np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+    """PSNR of a set of frames: the mean over frames of each frame's PSNR (`psnr_per_frame`).
+
+    The one PSNR definition of nwt: every `psnr_db` metric key (train_dvae val/unseen, the
+    x264 rate–distortion points, evaluate's recon and codec) is this. (A PSNR of the MSE pooled
+    over a clip weighs its worst frames less; evaluate's recon.psnr_db used that before 2026-12.)"""
+    return float(psnr_per_frame(reference, test).mean())
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    g = torch.exp(-((torch.arange(size, dtype=torch.float64) - size // 2) ** 2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).float()  # (size, size)
+
+
+def ssim(reference: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """(N,) SSIM of each frame (Wang et al. 2004): 11×11 Gaussian window (σ = 1.5), K1 = 0.01,
+    K2 = 0.03, data range 255, per RGB channel on uint8 values over the 'valid' window positions,
+    averaged over channels and positions — scikit-image's `structural_similarity` with
+    gaussian_weights=True, use_sample_covariance=False, data_range=255 (checked in a test)."""
+    x = torch.from_numpy(reference).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
+    y = torch.from_numpy(test).permute(0, 3, 1, 2).float()
+    w = _gaussian_window()[None, None].repeat(3, 1, 1, 1)  # (3, 1, 11, 11)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(t):
+        return F.conv2d(t, w, groups=3)
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return s.mean(dim=(1, 2, 3)).numpy()
+
+
+def laplacian_variance(frames: np.ndarray) -> np.ndarray:
+    """(N,) variance of the Laplacian of each frame's luma (a standard sharpness measure)."""
+    return np.array([cv2.Laplacian(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() for f in frames])
+
+
+def sharpness_ratio(reference: np.ndarray, test: np.ndarray) -> float:
+    """Mean Laplacian variance of `test` over that of `reference` (1 = as sharp; < 1 blurrier)."""
+    return float(laplacian_variance(test).mean() / max(laplacian_variance(reference).mean(), 1e-12))
 
 
 def mouth_darkness(frames: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from nwt.data.atomic import atomic_path
+from nwt.atomic import atomic_path
 
 
 def mean_offset_curve(results: Sequence[Mapping]) -> list[dict]:

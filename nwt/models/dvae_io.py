@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from nwt.models.dvae import DVAE, DVAEDims
-from nwt.train.checkpoint import load_checkpoint
+from nwt.checkpoint import load_checkpoint
 
 UNK = "<unk>"
 

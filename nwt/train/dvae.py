@@ -56,13 +56,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from nwt.constants import Timing
-from nwt.data.atomic import atomic_path
+from nwt.atomic import atomic_path
 from nwt.data.shards import iter_clips, random_frames, shard_paths
+from nwt.eval.metrics import psnr_db, sharpness_ratio, ssim
 from nwt.models.discriminator import MultiScaleDiscriminator, d_hinge_loss, feature_matching_loss, g_hinge_loss
 from nwt.models.dvae import DVAE, DVAEDims
 from nwt.models.memcodes import Memcodes
-from nwt.train.common import adamw, autocast, lr_factor, warn_if_cpu_bf16_emulated
-from nwt.train.checkpoint import (
+from nwt.precision import autocast, warn_if_cpu_bf16_emulated
+from nwt.train.common import adamw, lr_factor
+from nwt.checkpoint import (
     files_fingerprint,
     fingerprint,
     source_fingerprint,
@@ -162,42 +164,6 @@ def random_crops(frames: np.ndarray, height: int, width: int, grid: int, rng: np
     return np.stack([f[y : y + height, x : x + width] for f, y, x in zip(frames, ys, xs)])
 
 
-# ------------------------------------------------------------------------------------ metrics
-def psnr_db(gt: np.ndarray, rec: np.ndarray) -> np.ndarray:
-    """Per-frame RGB PSNR (dB) of uint8 frames (N, H, W, 3); identical frames count as 100 dB."""
-    mse = ((gt.astype(np.float64) - rec.astype(np.float64)) ** 2).reshape(len(gt), -1).mean(axis=1)
-    return np.where(mse > 0, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12)), 100.0)
-
-
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    g = torch.exp(-((torch.arange(size, dtype=torch.float64) - size // 2) ** 2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).float()  # (size, size)
-
-
-def ssim(gt: np.ndarray, rec: np.ndarray) -> np.ndarray:
-    """Per-frame SSIM (Wang et al. 2004): 11×11 Gaussian window (σ=1.5), K1=0.01, K2=0.03, data
-    range 255, computed per RGB channel on uint8 values ('valid' window positions) and averaged
-    over channels and positions."""
-    x = torch.from_numpy(gt).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
-    y = torch.from_numpy(rec).permute(0, 3, 1, 2).float()
-    w = _gaussian_window()[None, None].repeat(3, 1, 1, 1)  # (3, 1, 11, 11)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-
-    def blur(t):
-        return F.conv2d(t, w, groups=3)
-
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-    return s.mean(dim=(1, 2, 3)).numpy()
-
-
-def laplacian_variance(frames: np.ndarray) -> np.ndarray:
-    """Per-frame variance of the Laplacian of the luma (a standard sharpness measure)."""
-    return np.array([cv2.Laplacian(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() for f in frames])
-
-
 @torch.no_grad()
 def reconstruct(model: DVAE, frames: np.ndarray, episodes: np.ndarray, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
     """Eval-mode reconstruction → (uint8 frames (N, H, W, 3), indices (N, H', W', heads))."""
@@ -218,9 +184,9 @@ def evaluate_frames(model: DVAE, frames: np.ndarray, episodes: np.ndarray, batch
     counts = torch.stack([torch.bincount(torch.from_numpy(codes[..., k].ravel()).long(), minlength=dims.num_codes) for k in range(dims.heads)])
     usage = Memcodes.usage_from_counts(counts.float())
     metrics = {
-        "psnr_db": float(psnr_db(frames, rec).mean()),
+        "psnr_db": psnr_db(frames, rec),
         "ssim": float(ssim(frames, rec).mean()),
-        "sharpness_ratio": float(laplacian_variance(rec).mean() / max(laplacian_variance(frames).mean(), 1e-12)),
+        "sharpness_ratio": sharpness_ratio(frames, rec),
         "perplexity": float(np.mean(usage["perplexity"])),
         "codes_used_fraction": float(min(usage["used_fraction"])),
         "codes_used_fraction_per_head": [float(u) for u in usage["used_fraction"]],

@@ -50,7 +50,7 @@ from nwt.eval.lipsync import VSHIFT, embed_windows, lse_from_embeddings, shifted
 from nwt.models.sync_expert import SyncDims, SyncExpert, mouth_crops
 from nwt.models.audio_features import log_mel
 from nwt.train.common import adamw, lr_factor
-from nwt.train.checkpoint import (
+from nwt.checkpoint import (
     files_fingerprint,
     fingerprint,
     source_fingerprint,

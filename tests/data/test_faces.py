@@ -1,7 +1,8 @@
 import numpy as np
 
 from nwt.constants import CROP_H, CROP_W
-from nwt.data.faces import box_iou, contact_sheet, crop_frame, crop_window, face_motion, track_shot
+from nwt.data.faces import box_iou, contact_sheet, face_motion, track_shot
+from nwt.geometry import crop_frame, crop_window
 
 CFG = dict(min_face_px=40, face_scale=2.0, smooth_s=0.5, max_motion=1.0)
 

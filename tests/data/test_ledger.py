@@ -32,7 +32,7 @@ def test_an_item_cannot_be_listed_twice(tmp_path):
 def test_atomic_writes_get_normal_file_modes(tmp_path):
     import os
 
-    from nwt.data.atomic import write_json
+    from nwt.atomic import write_json
 
     write_json(tmp_path / "x.json", {"a": 1})
     mask = os.umask(0)

@@ -17,7 +17,7 @@ import torch
 from nwt.constants import Timing
 from nwt.data.synthetic import presenter as pr
 from nwt.models.sync_expert import SyncDims, SyncExpert
-from nwt.train.checkpoint import save_checkpoint
+from nwt.checkpoint import save_checkpoint
 
 from conftest import syllable_envelope
 

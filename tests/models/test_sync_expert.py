@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nwt.models.sync_expert import SyncDims, SyncExpert, load_sync_expert, mouth_crops
-from nwt.train.checkpoint import save_checkpoint
+from nwt.checkpoint import save_checkpoint
 
 torch.set_num_threads(1)
 

@@ -2,7 +2,7 @@ import logging
 
 import torch
 
-from nwt.train.common import warn_if_cpu_bf16_emulated
+from nwt.precision import warn_if_cpu_bf16_emulated
 
 
 def test_cpu_bf16_warns_only_where_the_cpu_would_emulate_it(monkeypatch, caplog):

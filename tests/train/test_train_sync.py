@@ -102,7 +102,7 @@ def test_interrupted_run_resumes_to_the_same_weights(shards, full_run, tmp_path,
 def test_other_params_start_fresh(shards, full_run, tmp_path, caplog):
     root, _ = full_run
     shutil.copytree(root / "ckpt", tmp_path / "ckpt")
-    with caplog.at_level(logging.WARNING, logger="nwt.train.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="nwt.checkpoint"):
         out = run(shards, tmp_path, lr=1e-3, stop_after=1)
     assert out["train"]["steps"] == 1
     assert "starting fresh" in caplog.text

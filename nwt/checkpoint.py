@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nwt.data.atomic import atomic_path
+from nwt.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

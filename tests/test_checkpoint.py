@@ -1,4 +1,4 @@
-from nwt.train.checkpoint import files_fingerprint, fingerprint
+from nwt.checkpoint import files_fingerprint, fingerprint
 
 
 def test_files_fingerprint_sees_contents_not_just_sizes(tmp_path):
