@@ -17,15 +17,16 @@ repro: setup
 	dvc repro
 	dvc metrics show
 
-## set up and run the test suite (what .ci/run calls)
+## set up, lint (ruff, configured in pyproject.toml) and run the test suite (what .ci/run calls)
 test: setup
+	ruff check .
 	pytest -q
 
 ## benchmarks: figures printed and written to reports/bench.json
 bench: setup
 	python scripts/bench.py
 
-## apply a params profile, e.g. `make profile P=large` (profiles/*.yaml over params.yaml)
+## apply a params profile, e.g. `make profile P=tiny` or `P=dvae_large` (profiles/*.yaml over params.yaml)
 profile: setup
 	python scripts/apply_profile.py profiles/$(P).yaml
 

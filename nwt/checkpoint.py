@@ -4,7 +4,7 @@ A checkpoint holds plain containers and tensors only: model dimensions as a dict
 dicts, step, RNG states as tensors, and a fingerprint of the params and inputs that shaped
 it. A run resumes only from a checkpoint with the same fingerprint (which also covers the source
 of the model and training code, `source_fingerprint`); otherwise it starts fresh and says so
-(DESIGN.md, Resume).
+(docs/design.md, Resume).
 """
 from __future__ import annotations
 

@@ -7,37 +7,38 @@ metadata and, unless `mark=False`, a small visible "synthetic" mark.
 Any length in bounded memory: `Generator.stream` computes the log-mel a chunk at a time
 (`MelStream`, equal to `log_mel` over the whole audio), the prior samples one frame at a time
 (`Prior.sample_iter`: chunked audio encoder, sliding KV cache), and the dVAE decodes every
-`decode_chunk` frames into uint8; `Generator.write_stream` (used by `generate()` and the CLI)
+`decode_chunk` frames into uint8; `Generator.write_stream` (used by `generate()`, the path of `nwt generate`)
 pipes those chunks straight into ffmpeg, so a 2-minute clip never holds more than a chunk of
 frames. `from_audio` collects everything in memory (short clips: evaluate, tests).
+
+How the prior samples (temperature, top-k, top-p, guidance) is a `nwt.params.SamplingParams`,
+which callers take from params.yaml (`load_params().evaluate.sampling`): nothing here has a
+default of its own.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 import torch
 
 import nwt
-from nwt.constants import CROP_H, CROP_W, MELS_PER_FRAME, Timing
-from nwt.data.media import MediaError, VideoWriter, read_audio, write_video
+from nwt.constants import CROP_H, CROP_W, DVAE_MODEL, MELS_PER_FRAME, PRIOR_MODEL, Timing
+from nwt.data.media import MediaError, VideoWriter, read_audio
 from nwt.models.audio_features import LOG_FLOOR, mel_filterbank
+from nwt.params import SamplingParams
 
-DEFAULT_DVAE = Path("models/dvae/dvae.pt")
-DEFAULT_PRIOR = Path("models/prior/prior.pt")
 MIN_AUDIO_S = 0.2
 SILENCE_RMS = 1e-4  # below this the input carries no speech to animate
 MARK_TEXT = "SYNTHETIC"
 MEL_CHUNK_FRAMES = 256  # video frames of log-mel computed at once (≈10 s at 25 fps)
 DECODE_CHUNK = 16  # frames the dVAE decodes at once
 STYLE_REF_MAX_S = 10.0  # seconds of a reference video read for its style
-# classifier-free guidance of the prior by its audio (Prior.sample_iter): on the default corpus's
-# test clips, 1 / 2 / 3 / 5 / 8 gave LSE-C 0.37 / 0.51 / 0.56 / 0.58 / 0.55 (README)
-DEFAULT_GUIDANCE = 5.0
 
 
 @dataclass
@@ -107,7 +108,7 @@ def centre_crop_resize(frame: np.ndarray, height: int = CROP_H, width: int = CRO
 class Generator:
     """Trained dVAE + prior, loaded once, for any number of generations."""
 
-    def __init__(self, dvae_path: str | Path = DEFAULT_DVAE, prior_path: str | Path = DEFAULT_PRIOR,
+    def __init__(self, dvae_path: str | Path = DVAE_MODEL, prior_path: str | Path = PRIOR_MODEL,
                  device: str = "cpu"):
         from nwt.models.dvae_io import load_dvae
         from nwt.models.prior_io import load_prior
@@ -120,8 +121,7 @@ class Generator:
         self.device = device
         self.dvae, self.dvae_meta = load_dvae(dvae_path, device=device)
         self.prior, self.prior_meta = load_prior(prior_path, device=device)
-        timing = self.prior_meta.get("timing") or {}
-        self.timing = Timing(**timing) if timing else Timing()
+        self.timing = Timing.from_checkpoint(self.prior_meta, prior_path)
         self.episode_ids: list[str] = list(self.prior_meta.get("episode_ids", []))
         pd, dd = self.prior.dims, self.dvae.dims
         if (pd.grid_h, pd.grid_w, pd.code_heads, pd.num_codes) != (*dd.grid, dd.heads, dd.num_codes):
@@ -184,7 +184,8 @@ class Generator:
         if audio.ndim != 1:
             raise ValueError(f"expected mono audio (S,), got shape {audio.shape}")
         if len(audio) < MIN_AUDIO_S * self.timing.sample_rate:
-            raise ValueError(f"audio is {len(audio) / self.timing.sample_rate:.2f} s long; need at least {MIN_AUDIO_S} s")
+            raise ValueError(f"audio is {len(audio) / self.timing.sample_rate:.2f} s long; "
+                             f"need at least {MIN_AUDIO_S} s")
         if not np.isfinite(audio).all():
             raise ValueError("audio holds NaN or infinite samples")
         rms = np.sqrt(sum(float(np.square(audio[i : i + (1 << 20)], dtype=np.float64).sum())
@@ -196,29 +197,29 @@ class Generator:
     def n_frames(self, audio: np.ndarray) -> int:
         return len(audio) // self.timing.samples_per_frame
 
-    def stream(self, audio: np.ndarray, episode_id: str | None = None, temperature: float = 0.8, top_k: int = 0,
-               top_p: float = 1.0, seed: int = 0, *, style: torch.Tensor | None = None,
-               guidance: float | None = None,
-               decode_episode: str | None | bool = True, decode_chunk: int = DECODE_CHUNK,
+    def stream(self, audio: np.ndarray, episode_id: str | None = None, *, sampling: SamplingParams, seed: int = 0,
+               style: torch.Tensor | None = None, decode_episode: str | None | bool = True,
+               decode_chunk: int = DECODE_CHUNK,
                on_frames: Callable[[int], None] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (codes (n, H', W', heads) uint16, frames (n, H, W, 3) uint8 RGB) chunks of at
         most `decode_chunk` frames, in memory that does not grow with the audio's length.
 
-        `style`: the prior's style z (see `style_vector`; None = 0). `guidance`: how far the
-        prior's codes are pushed from what it predicts without the audio towards what it predicts
-        with it (see `guidance_for`; None = the default for this prior). `decode_episode`: the dVAE
-        decoder's episode row — True (default) = the same episode as the prior's, or an episode
-        id / None (`<unk>`) to hold the decoder's look fixed (episode-control scoring).
-        `on_frames(n)` is called after each chunk (a progress bar's update)."""
+        `sampling`: how the prior draws its codes (temperature ≤ 0 is greedy; top-k 0 and top-p 1
+        are off; guidance, how far the codes are pushed from what the prior predicts without the
+        audio towards what it predicts with it, 1 = off — see `sampling_for`). `style`: the prior's
+        style z (see `style_vector`; None = 0). `decode_episode`: the dVAE decoder's episode row —
+        True (default) = the same episode as the prior's, or an episode id / None (`<unk>`) to
+        hold the decoder's look fixed (episode-control scoring). `on_frames(n)` is called after
+        each chunk (a progress bar's update)."""
         from nwt.models.dvae_io import decode_codes
 
         audio = self._check_audio(audio)
         index = self.episode_index(episode_id)
         dvae_index = self.dvae_meta_episode_index(episode_id if decode_episode is True else decode_episode)
         mel = MelStream(audio, self.timing)
-        codes_iter = self.prior.sample_iter(mel, mel.n_frames, episode_index=index, temperature=temperature,
-                                            top_k=top_k, top_p=top_p, seed=seed, style=style,
-                                            guidance=self.guidance_for(guidance))
+        codes_iter = self.prior.sample_iter(mel, mel.n_frames, episode_index=index, temperature=sampling.temperature,
+                                            top_k=sampling.top_k, top_p=sampling.top_p, seed=seed, style=style,
+                                            guidance=sampling.guidance)
         pending: list[torch.Tensor] = []
         for t, codes in enumerate(codes_iter, start=1):
             pending.append(codes)
@@ -230,32 +231,32 @@ class Generator:
                     on_frames(len(chunk))
                 yield chunk, frames
 
-    def guidance_for(self, guidance: float | None) -> float:
-        """The guidance to sample with: `guidance` as given, or for None DEFAULT_GUIDANCE when
-        the prior learnt a 'no audio' input (trained with prior.audio_dropout > 0) and 1 (no
-        guidance: the prior as trained) when it did not. A number ≠ 1 for a prior without one
-        is an error (Prior.sample_iter)."""
-        if guidance is not None:
-            return float(guidance)
-        return DEFAULT_GUIDANCE if self.prior.dims.null_audio else 1.0
+    def sampling_for(self, sampling: SamplingParams, guidance_asked: bool = True) -> SamplingParams:
+        """The sampling to use with this prior: `sampling` as it is when its guidance was asked
+        for explicitly; when it is only the configured default (`guidance_asked=False`), guidance
+        1 (the prior as trained) for a prior that learnt no 'no audio' input (trained with
+        prior.audio_dropout 0), which cannot be guided. Asking such a prior for guidance ≠ 1
+        explicitly is an error (Prior.sample_iter says how to get one)."""
+        if guidance_asked or self.prior.dims.null_audio:
+            return sampling
+        return dataclasses.replace(sampling, guidance=1.0)
 
-    def from_audio(self, audio: np.ndarray, episode_id: str | None = None, temperature: float = 0.8,
-                   top_k: int = 0, top_p: float = 1.0, seed: int = 0, **kw) -> Generated:
+    def from_audio(self, audio: np.ndarray, episode_id: str | None = None, *, sampling: SamplingParams,
+                   seed: int = 0, **kw) -> Generated:
         """Mono audio at the model's rate → all frames in memory (uint8; for short clips — use
         `write_stream` for long audio). Raises ValueError on empty or silent audio. Keywords as
-        `stream` (style, guidance, decode_episode, decode_chunk, on_frames)."""
+        `stream` (style, decode_episode, decode_chunk, on_frames)."""
         start = time.perf_counter()
         audio = self._check_audio(audio)
         codes, frames = [], []
-        for c, f in self.stream(audio, episode_id, temperature, top_k, top_p, seed, **kw):
+        for c, f in self.stream(audio, episode_id, sampling=sampling, seed=seed, **kw):
             codes.append(c)
             frames.append(f)
         return Generated(frames=np.concatenate(frames), audio=audio, codes=np.concatenate(codes),
                          seconds=self.n_frames(audio) / self.timing.fps, wall_s=time.perf_counter() - start)
 
-    def write_stream(self, audio: np.ndarray, out: str | Path, episode_id: str | None = None,
-                     temperature: float = 0.8, top_k: int = 0, top_p: float = 1.0, seed: int = 0, *,
-                     mark: bool = True, **kw) -> Generated:
+    def write_stream(self, audio: np.ndarray, out: str | Path, episode_id: str | None = None, *,
+                     sampling: SamplingParams, seed: int = 0, mark: bool = True, **kw) -> Generated:
         """Generate straight into the video file `out` (mp4 or webm; audio muxed, provenance tag,
         visible mark unless `mark=False`), a chunk of frames at a time. Returns the codes and
         timing (frames=None). Keywords as `stream`."""
@@ -264,7 +265,7 @@ class Generator:
         codes = []
         with VideoWriter(out, self.dvae.dims.width, self.dvae.dims.height, self.timing.fps, audio,
                          self.timing.sample_rate, metadata=self.provenance()) as sink:
-            for c, f in self.stream(audio, episode_id, temperature, top_k, top_p, seed, **kw):
+            for c, f in self.stream(audio, episode_id, sampling=sampling, seed=seed, **kw):
                 codes.append(c)
                 sink.write(add_mark(f) if mark else f)
         return Generated(frames=None, audio=audio, codes=np.concatenate(codes),
@@ -274,13 +275,6 @@ class Generator:
         from nwt.models.dvae_io import episode_index_for
 
         return episode_index_for(self.dvae_meta, episode_id)
-
-    def write(self, result: Generated, out: str | Path, mark: bool = True) -> Path:
-        if result.frames is None:
-            raise ValueError("this result was streamed to a file; it holds no frames")
-        frames = add_mark(result.frames) if mark else result.frames
-        write_video(out, frames, self.timing.fps, result.audio, self.timing.sample_rate, metadata=self.provenance())
-        return Path(out)
 
 
 def add_mark(frames: np.ndarray) -> np.ndarray:
@@ -303,16 +297,25 @@ def load_audio_file(path: str | Path, sample_rate: int) -> np.ndarray:
         raise ValueError(f"cannot read audio from {path}: {exc}") from None
 
 
-def generate(audio: str | Path, out: str | Path, episode: str | None = None, temperature: float = 0.8,
-             top_k: int = 0, top_p: float = 1.0, seed: int = 0, dvae: str | Path = DEFAULT_DVAE,
-             prior: str | Path = DEFAULT_PRIOR, device: str = "cpu", mark: bool = True,
+def generate(audio: str | Path, out: str | Path, sampling: SamplingParams, *, episode: str | None = None,
+             seed: int = 0, guidance_asked: bool = True, dvae: str | Path = DVAE_MODEL,
+             prior: str | Path = PRIOR_MODEL, device: str = "cpu", mark: bool = True,
              style_seed: int | None = None, style_from: str | Path | None = None,
-             guidance: float | None = None, on_frames: Callable[[int], None] | None = None) -> Generated:
-    """Generate `out` (mp4) from the speech in `audio` (any file ffmpeg reads), streamed in
-    bounded memory; returns the codes and timing (frames=None). `style_seed` / `style_from`:
-    the style latent from N(0, I) by seed or from a reference video (see Generator.style_vector);
-    `guidance`: see Generator.guidance_for."""
+             on_start: Callable[[int], None] | None = None,
+             on_frames: Callable[[int], None] | None = None) -> Generated:
+    """Generate `out` (mp4 or webm) from the speech in `audio` (any file ffmpeg reads), streamed in
+    bounded memory; returns the codes and timing (frames=None). The one generation path of the
+    `nwt generate` command.
+
+    `sampling` with `guidance_asked` (False: its guidance is only the configured default, see
+    Generator.sampling_for); `style_seed` / `style_from`: the style latent from N(0, I) by seed
+    or from a reference video (see Generator.style_vector); `on_start(frames)` is called once
+    the models and audio are loaded with the number of frames to generate, `on_frames(n)` after
+    each chunk of n frames (a progress bar)."""
     gen = Generator(dvae, prior, device)
     style = gen.style_vector(style_seed, style_from)
-    return gen.write_stream(load_audio_file(audio, gen.timing.sample_rate), out, episode, temperature, top_k, top_p,
-                            seed, mark=mark, style=style, guidance=guidance, on_frames=on_frames)
+    samples = load_audio_file(audio, gen.timing.sample_rate)
+    if on_start is not None:
+        on_start(gen.n_frames(samples))
+    return gen.write_stream(samples, out, episode, sampling=gen.sampling_for(sampling, guidance_asked), seed=seed,
+                            mark=mark, style=style, on_frames=on_frames)

@@ -329,12 +329,26 @@ def with_changes(section: T, **changes: Any) -> T:
     """A copy of a section with some keys changed, checked like a loaded one (tests, tools)."""
     data = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
     data.update(changes)
-    return build(type(section), data, where=type(section).__name__)
+    return build(type(section), data, where=_section_names().get(type(section), type(section).__name__))
 
 
 def as_dict(section: Any) -> dict[str, Any]:
     """Plain nested dict of a section (fingerprints, metrics, logging)."""
     return dataclasses.asdict(section)
+
+
+def _section_names() -> dict[type, str]:
+    """Section class → its dotted name in params.yaml (e.g. SyntheticParams → download.synthetic)."""
+    names: dict[type, str] = {}
+
+    def walk(cls: type, prefix: str) -> None:
+        for name, typ in typing.get_type_hints(cls).items():
+            if dataclasses.is_dataclass(typ):
+                names[typ] = _join(prefix, name)
+                walk(typ, names[typ])
+
+    walk(Params, "")
+    return names
 
 
 def _join(where: str, key: str) -> str:

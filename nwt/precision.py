@@ -12,8 +12,7 @@ log = logging.getLogger(__name__)
 def autocast(device: torch.device | str, cpu_bf16: bool = False):
     """bf16 autocast on CUDA; on CPU only with `cpu_bf16` (else fp32, a no-op context).
 
-    CPU bf16 runs on oneDNN's native bf16 kernels where the CPU has them (AVX512-BF16 or AMX:
-    ≈1.5× faster dVAE training steps on this machine's 2 cores, README) and is emulated, slower
+    CPU bf16 runs on oneDNN's native bf16 kernels where the CPU has them (AVX512-BF16 or AMX) and is emulated, slower
     than fp32, where it has not (`warn_if_cpu_bf16_emulated`)."""
     if torch.device(device).type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from nwt.atomic import write_json
 from nwt.data.ledger import Ledger

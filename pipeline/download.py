@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from nwt.data import download
 from nwt.atomic import write_json, write_parquet
+from nwt.data import download
 from nwt.data.ledger import Ledger
 from nwt.data.media import MediaError
 from nwt.data.parallel import run_tasks, shutdown
-from nwt.params import load_params, section, timing
+from nwt.params import load_params
 from nwt.stage import DATA, stage, write_ledger
 
 log = logging.getLogger("nwt.download")
@@ -20,16 +20,16 @@ RAW = DATA / "raw"
 
 
 def main() -> None:
-    params = load_params()
-    cfg, t = section(params, "download"), timing(params)
+    p = load_params()
+    cfg, t = p.download, p.media.timing
     with stage("download") as metrics:
         RAW.mkdir(parents=True, exist_ok=True)
-        if cfg["source"] == "synthetic":
-            specs = download.synthetic_specs(cfg["synthetic"], t.fps, t.sample_rate)
+        if cfg.source == "synthetic":
+            specs = download.synthetic_specs(cfg.synthetic, t.fps, t.sample_rate)
             results = run_tasks(download.render_synthetic_episode, specs, "render episodes", raw_dir=str(RAW))
             results = [(spec["episode_id"], res) for spec, res in results]
-        elif cfg["source"] == "manifest":
-            manifest = Path(cfg["manifest"])
+        elif cfg.source == "manifest":
+            manifest = Path(cfg.manifest)
             rows = download.read_manifest(manifest)
             archive_path = RAW / download.ARCHIVE
             archive = json.loads(archive_path.read_text()) if archive_path.exists() else {}
@@ -41,7 +41,7 @@ def main() -> None:
                        if isinstance(res, dict) and download.URL.match(res["source"])}
             write_json(archive_path, archive)
         else:
-            raise ValueError(f"download.source must be synthetic or manifest, got {cfg['source']!r}")
+            raise ValueError(f"download.source must be synthetic or manifest, got {cfg.source!r}")
         shutdown()
 
         ledger, kept = Ledger("download"), []

@@ -13,7 +13,7 @@ from nwt.data.faces import contact_sheet, episode_faces
 from nwt.data.ledger import Ledger
 from nwt.data.media import MediaError
 from nwt.data.parallel import run_tasks, shutdown
-from nwt.params import load_params, section, timing
+from nwt.params import load_params
 from nwt.stage import DATA, REPORTS, log, stage, write_ledger
 
 SHEETS = REPORTS / "faces" / "sheets"
@@ -26,8 +26,8 @@ def shot_item(episode_id: str, shot: int) -> str:
 
 
 def main() -> None:
-    params = load_params()
-    cfg, fps = section(params, "faces"), timing(params).fps
+    p = load_params()
+    cfg, fps = p.faces, p.media.timing.fps
     with stage("faces") as metrics:
         episodes = pd.read_parquet(DATA / "download" / "episodes.parquet")
         shots = pd.read_parquet(DATA / "shots" / "shots.parquet")
@@ -36,7 +36,8 @@ def main() -> None:
             ep_shots = shots[shots.episode_id == ep.episode_id]
             if len(ep_shots):
                 jobs.append(dict(episode_id=ep.episode_id, path=ep.path, truth=ep.truth,
-                                 shots=[(int(r.shot), int(r.start_frame), int(r.end_frame)) for r in ep_shots.itertuples()]))
+                                 shots=[(int(r.shot), int(r.start_frame), int(r.end_frame))
+                                        for r in ep_shots.itertuples()]))
         results = run_tasks(episode_faces, jobs, "track faces", cfg=cfg, fps=fps)
         shutdown()
 
@@ -77,7 +78,7 @@ def main() -> None:
         write_parquet(DATA / "faces" / "tracks.parquet", pd.DataFrame(rows, columns=COLUMNS))
         write_ledger(ledger)
         if detect_frames:
-            log.info("faces: backend %s, %.1f ms per detected frame (%d frames)", cfg["backend"],
+            log.info("faces: backend %s, %.1f ms per detected frame (%d frames)", cfg.backend,
                      1000 * detect_s / detect_frames, detect_frames)
         metrics.update(shots_kept=ledger.kept, shots_rejected=ledger.rejected)
         if face_samples:

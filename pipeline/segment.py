@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 
 from nwt.atomic import write_json, write_parquet
+from nwt.data.asr.whisperx_client import AsrError, client_from_params
 from nwt.data.ledger import Ledger
 from nwt.data.media import MediaError
 from nwt.data.parallel import run_tasks, shutdown
-from nwt.data.asr.whisperx_client import AsrError, client_from_params
 from nwt.data.segment import check_config, episode_clips
-from nwt.params import load_params, section, timing
+from nwt.params import SegmentParams, load_params
 from nwt.stage import DATA, REPORTS, log, stage, write_ledger
 
 COLUMNS = ["episode_id", "clip", "key", "shot", "start_s", "end_s", "speech_start_s", "speech_end_s", "words"]
@@ -25,8 +25,8 @@ HIST_BIN_S = 0.5
 
 
 def main() -> None:
-    params = load_params()
-    cfg, t = section(params, "segment"), timing(params)
+    p = load_params()
+    cfg, t = p.segment, p.media.timing
     check_config(cfg)
     with stage("segment") as metrics:
         episodes = pd.read_parquet(DATA / "download" / "episodes.parquet")
@@ -36,8 +36,9 @@ def main() -> None:
             ep_tracks = tracks[tracks.episode_id == ep.episode_id]
             if len(ep_tracks):
                 jobs.append(dict(episode_id=ep.episode_id, path=ep.path, truth=ep.truth,
-                                 shots=[(int(r.shot), int(r.start_frame), int(r.end_frame)) for r in ep_tracks.itertuples()]))
-        asr_failed = _transcribe(jobs, cfg) if cfg["backend"] == "whisperx" else {}
+                                 shots=[(int(r.shot), int(r.start_frame), int(r.end_frame))
+                                        for r in ep_tracks.itertuples()]))
+        asr_failed = _transcribe(jobs, cfg) if cfg.backend == "whisperx" else {}
         todo = [j for j in jobs if j["episode_id"] not in asr_failed]
         results = run_tasks(episode_clips, todo, "segment speech", cfg=cfg, fps=t.fps, sample_rate=t.sample_rate)
         results += [(j, asr_failed[j["episode_id"]]) for j in jobs if j["episode_id"] in asr_failed]
@@ -66,7 +67,8 @@ def main() -> None:
                                  end_s=round(c.end_s, 3), speech_start_s=round(c.speech_start_s, 3),
                                  speech_end_s=round(c.speech_end_s, 3), words=[w["word"] for w in words]))
             errors += res["boundary_errors_s"]
-            audio_s, compute_s, speech_s = audio_s + res["audio_s"], compute_s + res["compute_s"], speech_s + res["speech_s"]
+            audio_s, compute_s = audio_s + res["audio_s"], compute_s + res["compute_s"]
+            speech_s += res["speech_s"]
             unaligned += res["unaligned_groups"]
             if res["vad_only"]:
                 vad_only.append(episode_id)
@@ -81,14 +83,15 @@ def main() -> None:
                        speech_hours=round(speech_s / 3600, 4), audio_hours=round(audio_s / 3600, 4),
                        unaligned_groups=unaligned, episodes_vad_only=len(vad_only))
         if vad_only:
-            log.warning("segment.backend pocketsphinx: no transcript for %s; cut on VAD spans only", ", ".join(vad_only))
+            log.warning("segment.backend pocketsphinx: no transcript for %s; cut on VAD spans only",
+                        ", ".join(vad_only))
         if compute_s > 0:  # speech detection + alignment, per worker, in × real time (whisperx: in its worker)
             metrics["segment_speed_x_realtime"] = round(audio_s / compute_s, 1)
         if errors:
             metrics["boundary_error_median_ms"] = round(1000 * float(np.median(errors)), 1)
 
 
-def _transcribe(jobs: list[dict], cfg: dict) -> dict[str, Exception]:
+def _transcribe(jobs: list[dict], cfg: SegmentParams) -> dict[str, Exception]:
     """whisperx: every episode's words into its job (job["words"]) → {episode_id: error} for failures."""
     failed: dict[str, Exception] = {}
     with client_from_params(cfg) as asr:  # a missing ASR env raises here, stopping the stage

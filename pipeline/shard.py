@@ -11,15 +11,15 @@ from nwt.data.media import MediaError
 from nwt.data.parallel import run_tasks, shutdown
 from nwt.data.shard import episode_shards
 from nwt.data.split import GAP, assign_splits, unseen_episode_ids
-from nwt.params import load_params, section, timing
+from nwt.params import load_params
 from nwt.stage import DATA, stage, write_ledger
 
 SHARDS = DATA / "shards"
 
 
 def main() -> None:
-    params = load_params()
-    cfg, t = section(params, "shard"), timing(params)
+    p = load_params()
+    cfg, t = p.shard, p.media.timing
     with stage("shard") as metrics:
         if SHARDS.exists():
             shutil.rmtree(SHARDS)
@@ -28,14 +28,14 @@ def main() -> None:
         clips = pd.read_parquet(DATA / "segment" / "clips.parquet")
         tracks = pd.read_parquet(DATA / "faces" / "tracks.parquet").set_index(["episode_id", "shot"])
         with_clips = [e for e in episodes.episode_id if (clips.episode_id == e).any()]
-        unseen = set(unseen_episode_ids(with_clips, cfg["unseen_episodes"]))
+        unseen = set(unseen_episode_ids(with_clips, cfg.unseen_episodes))
         ledger, jobs = Ledger("shard"), []
         for ep in episodes.itertuples():
             ep_clips = clips[clips.episode_id == ep.episode_id].sort_values("start_s").to_dict("records")
             if not ep_clips:
                 continue
             labels = (["unseen"] * len(ep_clips) if ep.episode_id in unseen
-                      else assign_splits(len(ep_clips), cfg["val_fraction"], cfg["test_fraction"]))
+                      else assign_splits(len(ep_clips), cfg.val_fraction, cfg.test_fraction))
             job_clips = []
             for c, label in zip(ep_clips, labels):
                 if label == GAP:
@@ -47,7 +47,7 @@ def main() -> None:
             jobs.append(dict(episode_id=ep.episode_id, episode_index=int(ep.episode_index), path=ep.path,
                              truth=ep.truth, clips=job_clips))
         results = run_tasks(episode_shards, jobs, "write shards", out_dir=str(SHARDS), timing=t,
-                            clips_per_shard=int(cfg["clips_per_shard"]))
+                            clips_per_shard=cfg.clips_per_shard)
         shutdown()
         counts, n_shards = {}, 0
         for job, res in results:

@@ -8,13 +8,13 @@ from nwt.data.ledger import Ledger
 from nwt.data.media import MediaError
 from nwt.data.parallel import run_tasks, shutdown
 from nwt.data.shots import episode_shots
-from nwt.params import load_params, section, timing
+from nwt.params import load_params
 from nwt.stage import DATA, stage, write_ledger
 
 
 def main() -> None:
-    params = load_params()
-    cfg, fps = section(params, "shots"), timing(params).fps
+    p = load_params()
+    cfg, fps = p.shots, p.media.timing.fps
     with stage("shots") as metrics:
         episodes = pd.read_parquet(DATA / "download" / "episodes.parquet").to_dict("records")
         results = run_tasks(episode_shots, episodes, "detect shots", cfg=cfg, fps=fps)

@@ -15,15 +15,15 @@ from nwt.data.shards import SPLITS, ShardWriter, iter_clips, shard_paths
 from nwt.data.tokens import token_sample, write_codebook
 from nwt.models.audio_features import log_mel
 from nwt.models.dvae_io import encode_frames, load_dvae
-from nwt.params import load_params, section, timing
+from nwt.params import load_params
 from nwt.stage import DATA, stage
 
 TOKENS = DATA / "tokens"
 
 
 def main() -> None:
-    params = load_params()
-    cfg, t = section(params, "tokenize"), timing(params)
+    p = load_params()
+    cfg, t = p.tokenize, p.media.timing
     with stage("tokenize") as metrics:
         model, meta = load_dvae(Path("models/dvae/dvae.pt"))
         if TOKENS.exists():
@@ -39,7 +39,7 @@ def main() -> None:
                 number = int(Path(path).stem.split("-")[-1])
                 with ShardWriter(TOKENS, split, max_count=1 << 30, start_index=number) as writer:
                     for clip in tqdm(iter_clips([path]), desc=f"tokenize {Path(path).name}", unit="clip"):
-                        codes = encode_frames(model, clip.frames, batch_size=int(cfg["batch_size"]))
+                        codes = encode_frames(model, clip.frames, batch_size=cfg.batch_size)
                         mel = log_mel(clip.audio, t).numpy()  # (4T, 80)
                         writer.write(token_sample(clip.key, codes, mel, dict(
                             episode_id=clip.meta["episode_id"], episode_index=clip.episode_index, split=split,

@@ -7,24 +7,23 @@ from pathlib import Path
 
 from nwt.data.shards import shard_paths
 from nwt.eval.codec import rd_against_dvae
-from nwt.params import load_params, section, timing
+from nwt.params import load_params
 from nwt.stage import DATA, REPORTS, stage
-from nwt.train.dvae import DEFAULTS, train_dvae
+from nwt.train.dvae import train_dvae
 
 
 def main() -> None:
     params = load_params()
-    cfg = dict(section(params, "train_dvae"), media=section(params, "media"))
+    p, timing = params.train_dvae, params.media.timing
     episodes = json.loads((DATA / "shards" / "episodes.json").read_text())
     with stage("train_dvae") as metrics:
-        result = train_dvae(cfg, DATA / "shards", Path("models/dvae"), REPORTS / "train_dvae",
+        result = train_dvae(p, timing, DATA / "shards", Path("models/dvae"), REPORTS / "train_dvae",
                             episode_ids=episodes["episode_ids"], unseen_ids=episodes["unseen_episodes"])
         metrics.update(result)
         # x264 (inter and intra-only) on the same val clips and frame stride as val.psnr_db
-        metrics.update(rd_against_dvae(
-            shard_paths(DATA / "shards", "val"), result, REPORTS / "train_dvae" / "rd_x264.json",
-            fps=timing(params).fps, eval_stride={**DEFAULTS, **cfg}["val_frame_stride"],
-        ))
+        metrics.update(rd_against_dvae(shard_paths(DATA / "shards", "val"), result,
+                                       REPORTS / "train_dvae" / "rd_x264.json", fps=timing.fps,
+                                       eval_stride=p.val_frame_stride))
 
 
 if __name__ == "__main__":

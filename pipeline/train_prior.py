@@ -4,18 +4,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nwt.params import load_params, section
+from nwt.params import load_params
 from nwt.stage import DATA, REPORTS, stage
 from nwt.train.prior import train_prior
 
 
 def main() -> None:
     params = load_params()
-    cfg = dict(section(params, "prior"), media=section(params, "media"))
     episodes = json.loads((DATA / "shards" / "episodes.json").read_text())
     with stage("train_prior") as metrics:
-        result = train_prior(cfg, DATA / "tokens", Path("models/prior"), REPORTS / "train_prior",
-                             episode_ids=episodes["episode_ids"])
+        result = train_prior(params.prior, params.media.timing, DATA / "tokens", Path("models/prior"),
+                             REPORTS / "train_prior", episode_ids=episodes["episode_ids"])
         metrics.update(result)
 
 

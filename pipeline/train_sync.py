@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nwt.params import load_params, section
+from nwt.params import load_params
 from nwt.stage import DATA, REPORTS, stage
 from nwt.train.sync import train_sync
 
 
 def main() -> None:
     params = load_params()
-    cfg = dict(section(params, "train_sync"), media=section(params, "media"))
     with stage("train_sync") as metrics:
-        result = train_sync(cfg, DATA / "shards", Path("models/sync"), REPORTS / "train_sync")
+        result = train_sync(params.train_sync, params.media.timing, DATA / "shards", Path("models/sync"),
+                            REPORTS / "train_sync")
         metrics.update(result)
 
 

@@ -2,7 +2,8 @@
 
 A profile is a partial params.yaml; its keys (nested) replace those in params.yaml, so that
 `dvc repro` / `dvc exp run` then run that profile. Only existing keys may be set (as with
-`dvc exp run -S`), so a typo fails loudly instead of adding a dead key.
+`dvc exp run -S`), so a typo fails loudly instead of adding a dead key, and the result is checked
+like params.yaml itself (`nwt.params`: types and choices) before it is written.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from nwt.params import Params, build
 
 
 def merge(base: dict, overlay: dict, path: str = "") -> dict:
@@ -33,6 +36,7 @@ def main(argv: list[str]) -> int:
         return 2
     profile, params = Path(argv[0]), Path(argv[1] if len(argv) > 1 else "params.yaml")
     merged = merge(yaml.safe_load(params.read_text()), yaml.safe_load(profile.read_text()) or {})
+    build(Params, merged, where="")  # a ParamsError names the key a profile sets wrongly
     params.write_text(yaml.safe_dump(merged, sort_keys=False))
     print(f"applied {profile} to {params} (comments in {params} are not kept; `git diff {params}` shows the change)")
     return 0

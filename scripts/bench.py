@@ -48,13 +48,16 @@ def bench_preprocess(episodes: int = 2, seconds: float = 30.0) -> dict:
     import pandas as pd
     import yaml
 
-    from nwt.data.synthetic import render_episode
+    from nwt.data.synthetic import SyntheticConfig, render_episode
+    from nwt.params import load_params
 
+    p = load_params(REPO / "params.yaml")
     work = Path(tempfile.mkdtemp(prefix="nwt-bench-"))
     try:
         src = work / "src"
         for i in range(episodes):
-            render_episode(f"bench-{i}", 100 + i, seconds, src)
+            render_episode(f"bench-{i}", 100 + i, seconds, src,
+                           SyntheticConfig.from_params(p.media, p.download.synthetic))
         manifest = "episode_id,source\n" + "".join(f"bench-{i},{src}/bench-{i}.mp4\n" for i in range(episodes))
         result, tables = {}, {}
         for workers in (1, 2):
@@ -71,7 +74,8 @@ def bench_preprocess(episodes: int = 2, seconds: float = 30.0) -> dict:
             stage_s = {}
             for stage in PRE_STAGES:
                 t0 = time.perf_counter()
-                subprocess.run([sys.executable, f"pipeline/{stage}.py"], cwd=run, env=env, check=True, capture_output=True)
+                subprocess.run([sys.executable, f"pipeline/{stage}.py"], cwd=run, env=env, check=True,
+                               capture_output=True)
                 stage_s[stage] = round(time.perf_counter() - t0, 2)
             wall = time.perf_counter() - start
             result[f"workers_{workers}"] = dict(wall_s=round(wall, 2), stage_wall_s=stage_s,
@@ -92,12 +96,14 @@ def bench_preprocess(episodes: int = 2, seconds: float = 30.0) -> dict:
 
 def bench_loader(batches: int = 60, batch_size: int = 8) -> dict:
     from nwt.data.shards import random_frames, shard_paths
+    from nwt.params import load_params
 
     shards = getattr(bench_loader, "shards", REPO / "data" / "shards")
     paths = shard_paths(shards, "train")
     if not paths:
         return dict(skipped=f"no train shards in {shards}")
-    it = random_frames(paths, batch_size, seed=0)
+    buffer = load_params(REPO / "params.yaml").train_dvae.shuffle_buffer
+    it = random_frames(paths, batch_size, seed=0, buffer_size=buffer)
     next(it)  # fill the shuffle buffer once
     start = time.perf_counter()
     for _ in range(batches):
@@ -110,22 +116,22 @@ def bench_loader(batches: int = 60, batch_size: int = 8) -> dict:
 def bench_prior_sampling(frames: int = 50, modes: tuple[str, ...] = ("far", "mar")) -> dict:
     """Frames/s and RTF of `Prior.sample` for `frames` frames in each mode, at the params.yaml size."""
     import torch
-    import yaml
 
-    from nwt.constants import N_MELS
+    from nwt.constants import CROP_H, CROP_W, N_MELS
     from nwt.models.prior import Prior
-    from nwt.train.prior import DEFAULTS, prior_dims
+    from nwt.params import load_params, with_changes
+    from nwt.train.prior import prior_dims
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    cfg, dvae, fps = {**DEFAULTS, **params["prior"]}, params["train_dvae"], int(params["media"]["fps"])
-    grid = dict(grid_h=256 // dvae["downsample"], grid_w=224 // dvae["downsample"], code_heads=dvae["heads"],
-                num_codes=dvae["num_codes"], n_episodes=8)
+    params = load_params(REPO / "params.yaml")
+    cfg, dvae, fps = params.prior, params.train_dvae, params.media.fps
+    grid = dict(grid_h=CROP_H // dvae.downsample, grid_w=CROP_W // dvae.downsample, code_heads=dvae.heads,
+                num_codes=dvae.num_codes, n_episodes=8, n_mels=N_MELS)
     mel = torch.randn(4 * frames, N_MELS, generator=torch.Generator().manual_seed(0))
     result = dict(frames=frames, fps=fps, note="sampling only (no dVAE decode), random weights, 1 thread")
 
     def prior_at(mode: str) -> Prior:  # the params.yaml size, random weights, seed 0
         torch.manual_seed(0)
-        return Prior(prior_dims({**cfg, "mode": mode}, **grid)).eval()
+        return Prior(prior_dims(with_changes(cfg, mode=mode), **grid)).eval()
 
     for mode in modes:
         model = prior_at(mode)
@@ -156,8 +162,8 @@ def bench_prior_sampling(frames: int = 50, modes: tuple[str, ...] = ("far", "mar
         print(f"FAR without KV cache: {uncached:.2f} s ({result['far']['kv_cache_speedup']}× slower); dVAE decode "
               f"{frames / decode_s:.1f} frames/s; FAR RTF with decode {result['far']['rtf_with_decode']}")
         # what evaluate and `nwt generate` run by default: guidance doubles the rows per frame
-        guidance = float(params.get("evaluate", {}).get("guidance", 1.0))
-        if guidance != 1.0 and float(cfg.get("audio_dropout", 0)) > 0:
+        guidance = params.evaluate.guidance
+        if guidance != 1.0 and cfg.audio_dropout > 0:
             model = prior_at("far")
             model.sample(mel[:8], 0, seed=0, guidance=guidance)  # warm-up
             start = time.perf_counter()
@@ -193,16 +199,16 @@ def sample_uncached(model, mel, frames: int):
     return codes
 
 
-def bench_decode(codes, dvae_cfg: dict) -> float:
+def bench_decode(codes, dvae_cfg) -> float:
     """Seconds to decode `codes` (T, H', W', heads) with a random-weight dVAE of the params.yaml dims."""
     import torch
 
     from nwt.models.dvae import DVAE
     from nwt.models.dvae_io import decode_codes
-    from nwt.train.dvae import DEFAULTS, _dims_from_cfg  # the trainer's own params → dims
+    from nwt.train.dvae import dvae_dims  # the trainer's own params → dims
 
     torch.manual_seed(0)
-    model = DVAE(_dims_from_cfg({**DEFAULTS, **dvae_cfg}, n_episodes=8)).eval()
+    model = DVAE(dvae_dims(dvae_cfg, n_episodes=8)).eval()
     with torch.no_grad():
         decode_codes(model, codes[:2].numpy(), 0)  # warm-up
         start = time.perf_counter()
@@ -213,21 +219,21 @@ def bench_decode(codes, dvae_cfg: dict) -> float:
 def bench_dvae_train_step(steps: int = 20, warmup: int = 3) -> dict:
     import torch
     import torch.nn.functional as F
-    import yaml
 
     from nwt.models.dvae import DVAE
+    from nwt.params import load_params
     from nwt.precision import autocast, cpu_has_native_bf16
     from nwt.train.common import adamw
-    from nwt.train.dvae import DEFAULTS, _dims_from_cfg
+    from nwt.train.dvae import dvae_dims
 
-    cfg = {**DEFAULTS, **yaml.safe_load((REPO / "params.yaml").read_text())["train_dvae"]}
-    b, h, w = int(cfg["batch_size"]), int(cfg["crop_height"]) or 256, int(cfg["crop_width"]) or 224
+    cfg = load_params(REPO / "params.yaml").train_dvae
+    b, h, w = cfg.batch_size, cfg.crop_height or 256, cfg.crop_width or 224
     result = dict(batch=b, window=[h, w], threads=torch.get_num_threads(),
                   native_cpu_bf16=cpu_has_native_bf16())
     for name, bf16, layout in (("fp32", False, torch.contiguous_format), ("bf16", True, torch.contiguous_format),
                                ("bf16_channels_last", True, torch.channels_last)):
         torch.manual_seed(0)
-        model = DVAE(_dims_from_cfg(cfg, n_episodes=8)).to(memory_format=layout).train()
+        model = DVAE(dvae_dims(cfg, n_episodes=8)).to(memory_format=layout).train()
         opt = adamw(model.parameters(), 1e-4)
         x = (torch.rand(b, 3, h, w) * 2 - 1).contiguous(memory_format=layout)
         ep = torch.zeros(b, dtype=torch.long)
@@ -236,7 +242,7 @@ def bench_dvae_train_step(steps: int = 20, warmup: int = 3) -> dict:
                 start = time.perf_counter()
             with autocast("cpu", bf16):
                 recon = model(x, ep)[0].float()
-                loss = (recon - x).abs().mean() + cfg["mse_weight"] * F.mse_loss(recon, x)
+                loss = (recon - x).abs().mean() + cfg.mse_weight * F.mse_loss(recon, x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -246,7 +252,8 @@ def bench_dvae_train_step(steps: int = 20, warmup: int = 3) -> dict:
     return result
 
 
-SECTIONS = {"preprocess": bench_preprocess, "prior_sampling": bench_prior_sampling, "dvae_train_step": bench_dvae_train_step}
+SECTIONS = {"preprocess": bench_preprocess, "prior_sampling": bench_prior_sampling,
+            "dvae_train_step": bench_dvae_train_step}
 
 
 def main() -> int:

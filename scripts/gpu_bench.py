@@ -35,7 +35,7 @@ import platform
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +47,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing the package
 
 from nwt.constants import MELS_PER_FRAME, N_MELS  # noqa: E402
-from nwt.models.discriminator import MultiScaleDiscriminator, feature_matching_loss, g_hinge_loss, d_hinge_loss  # noqa: E402
+from nwt.models.discriminator import MultiScaleDiscriminator, d_hinge_loss, feature_matching_loss, g_hinge_loss  # noqa: E402
 from nwt.models.dvae import DVAE, DVAEDims  # noqa: E402
 from nwt.models.dvae_io import decode_codes  # noqa: E402
 from nwt.models.prior import Prior, PriorDims  # noqa: E402
+from nwt.params import load_params, with_changes  # noqa: E402
+from nwt.train.dvae import dvae_dims  # noqa: E402
+from nwt.train.prior import prior_dims  # noqa: E402
 
 OUT = REPO / "reports" / "bench.json"
-FPS = 25
 N_EPISODES = 8  # embedding rows only: speed does not depend on it
 # dense bf16 tensor-core peaks, TFLOP/s (vendor datasheets), first substring match wins
 PEAK_BF16_TFLOPS = (
@@ -61,32 +63,19 @@ PEAK_BF16_TFLOPS = (
     ("H800", 989.4), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0),
 )
 
-# default dims: read from params.yaml (train_dvae, prior) with the trainers' own key lists, so the
-# benchmark measures what `dvc repro` trains; paper-sized prior: the default at 24 layers × 768
-def _params() -> dict:
-    import yaml
-    return yaml.safe_load((REPO / "params.yaml").read_text())
-
-
-def default_dims() -> tuple[dict, dict, dict]:
-    """(dVAE dims kwargs, prior dims kwargs, prior training-noise kwargs) of params.yaml."""
-    from nwt.train.dvae import DEFAULTS as DVAE_DEFAULTS, _dims_from_cfg
-    from nwt.train.prior import DEFAULTS, DIMS_KEYS
-    params = _params()
-    dvae = asdict(_dims_from_cfg({**DVAE_DEFAULTS, **params["train_dvae"]}, N_EPISODES))  # as the trainer merges them
-    dvae = {k: v for k, v in dvae.items() if k != "n_episodes"}
-    prior_cfg = {**DEFAULTS, **params["prior"]}
-    prior = {k: prior_cfg[k] for k in DIMS_KEYS if k != "mode"}
-    noise = {k: float(prior_cfg[k]) for k in ("prev_frame_dropout", "code_noise", "episode_dropout")}
-    return dvae, prior, noise
-
-
-DVAE_DEFAULT, PRIOR_DEFAULT, PRIOR_TRAIN_NOISE = default_dims()
-PRIOR_PAPER = dict(PRIOR_DEFAULT, layers=24, dim=768, heads=12, audio_layers=4)
-# --tiny: small enough for a CPU smoke test in seconds
-DVAE_TINY = dict(channels=8, max_mult=2, blocks=1, downsample=16, num_codes=16, heads=2, code_dim=16,
-                 episode_dim=8, height=64, width=48)
-PRIOR_TINY = dict(layers=1, dim=32, heads=2, audio_layers=1, audio_window=2, context_frames=8, code_dim=4, spatial_dim=8)
+# default dims: the params.yaml sections through the trainers' own builders (nwt.train.dvae.dvae_dims,
+# nwt.train.prior.prior_dims), so the benchmark measures what `dvc repro` trains; paper-sized prior:
+# the default at 24 layers × 768
+PARAMS = load_params(REPO / "params.yaml")
+FPS = PARAMS.media.fps
+PRIOR_TRAIN_NOISE = dict(prev_frame_dropout=PARAMS.prior.prev_frame_dropout, code_noise=PARAMS.prior.code_noise,
+                         episode_dropout=PARAMS.prior.episode_dropout)
+PRIOR_PAPER = dict(layers=24, dim=768, heads=12, audio_layers=4)
+# --tiny: small enough for a CPU smoke test in seconds (64×48 frames)
+DVAE_TINY = dict(channels=8, max_mult=2, blocks=1, downsample=16, num_codes=16, heads=2, code_dim=16, episode_dim=8)
+TINY_FRAME = dict(height=64, width=48)
+PRIOR_TINY = dict(layers=1, dim=32, heads=2, audio_layers=1, audio_window=2, context_frames=8, code_dim=4,
+                  spatial_dim=8)
 
 
 def card_name(device: torch.device) -> str:
@@ -142,7 +131,8 @@ def utilisation(flops_per_step: int, seconds: float, steps: int, peak: float | N
                 mfu=round(achieved / peak, 4) if peak else None)
 
 
-def smooth_frames(batch: int, height: int, width: int, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+def smooth_frames(batch: int, height: int, width: int, device: torch.device, generator: torch.Generator
+                  ) -> torch.Tensor:
     """(B, 3, H, W) in [-1, 1]: random colours bilinearly upsampled 16× (image-like, not white noise)."""
     coarse = torch.rand(batch, 3, max(1, height // 16), max(1, width // 16), generator=generator, device=device)
     return F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False) * 2 - 1
@@ -285,7 +275,8 @@ def bench_sampling(name: str, model: Prior, dvae: DVAE, sample_mel: torch.Tensor
         s = dict(frames=sample_frames, sample_s=round(t1 - t0, 3), decode_s=round(t2 - t1, 3),
                  codes_frames_per_s=round(sample_frames / (t1 - t0), 2),
                  frames_per_s_with_decode=round(sample_frames / (t2 - t0), 2),
-                 rtf=round(sample_frames / (t2 - t0) / FPS, 3), rtf_without_decode=round(sample_frames / (t1 - t0) / FPS, 3))
+                 rtf=round(sample_frames / (t2 - t0) / FPS, 3),
+                 rtf_without_decode=round(sample_frames / (t1 - t0) / FPS, 3))
         out[label] = s
         print(f"{name} sampling ({label}): {s['codes_frames_per_s']} code-frames/s, "
               f"RTF {s['rtf']} with dVAE decode ({s['rtf_without_decode']} without)", flush=True)
@@ -296,15 +287,18 @@ def bench_sampling(name: str, model: Prior, dvae: DVAE, sample_mel: torch.Tensor
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=300, help="timed dVAE training steps (prior: half, paper prior: a third)")
+    parser.add_argument("--steps", type=int, default=300,
+                        help="timed dVAE training steps (prior: half, paper prior: a third)")
     parser.add_argument("--batch-size", type=int, default=32, help="dVAE frames per step and prior windows per step")
     parser.add_argument("--window", type=int, default=50, help="prior training window (frames)")
-    parser.add_argument("--sample-frames", type=int, default=250, help="frames the prior samples for the RTF (10 s at 25 fps)")
+    parser.add_argument("--sample-frames", type=int, default=250,
+                        help="frames the prior samples for the RTF (10 s at 25 fps)")
     parser.add_argument("--mar-sample-frames", type=int, default=25,
                         help="frames the MAR prior samples for its RTF (0: skip MAR; default 1 s)")
     parser.add_argument("--tiny", action="store_true", help="tiny dims (CPU smoke test)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models' training forward")
-    parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the card (default: by name)")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="dense bf16 peak of the card (default: by name)")
     parser.add_argument("--skip-paper-prior", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -328,17 +322,21 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     peak = args.peak_tflops or (peak_tflops(name) if device.type == "cuda" else None)
     print(f"device: {name}; bf16 dense peak: {peak} TFLOP/s; torch {torch.__version__}", flush=True)
 
-    dvae_kw = DVAE_TINY if args.tiny else DVAE_DEFAULT
-    dvae_dims = DVAEDims(**dvae_kw, n_episodes=N_EPISODES)
+    if args.tiny:
+        dims = replace(dvae_dims(with_changes(PARAMS.train_dvae, **DVAE_TINY), N_EPISODES), **TINY_FRAME)
+    else:
+        dims = dvae_dims(PARAMS.train_dvae, N_EPISODES)
     steps = max(1, args.steps)
-    dvae_out, dvae = bench_dvae(dvae_dims, args.batch_size, steps, max(1, steps // 6), device, peak, args.compile)
+    dvae_out, dvae = bench_dvae(dims, args.batch_size, steps, max(1, steps // 6), device, peak, args.compile)
 
-    grid = dict(grid_h=dvae_dims.grid[0], grid_w=dvae_dims.grid[1], code_heads=dvae_dims.heads,
-                num_codes=dvae_dims.num_codes, n_episodes=N_EPISODES, n_mels=N_MELS)
+    grid = dict(grid_h=dims.grid[0], grid_w=dims.grid[1], code_heads=dims.heads,
+                num_codes=dims.num_codes, n_episodes=N_EPISODES, n_mels=N_MELS)
     window = min(args.window, 8) if args.tiny else args.window
     sample_frames = min(args.sample_frames, 6) if args.tiny else args.sample_frames
-    mar_frames = min(args.mar_sample_frames, 2, sample_frames) if args.tiny else min(args.mar_sample_frames, sample_frames)
-    priors = [("prior", PRIOR_TINY if args.tiny else PRIOR_DEFAULT, max(1, steps // 2))]
+    mar_frames = min(args.mar_sample_frames, sample_frames)
+    if args.tiny:
+        mar_frames = min(mar_frames, 2)
+    priors = [("prior", PRIOR_TINY if args.tiny else {}, max(1, steps // 2))]
     if not args.skip_paper_prior:
         paper = dict(PRIOR_TINY, layers=3) if args.tiny else PRIOR_PAPER
         priors.append(("prior_paper", paper, max(1, steps // 3)))
@@ -349,9 +347,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         dvae=dvae_out,
     )
     for key, kw, n in priors:
-        dims = PriorDims(**{**kw, **grid})
-        result[key] = bench_prior(key, dims, dvae, args.batch_size, window, n, sample_frames, device, peak, args.compile,
-                                  mar_frames)
+        prior = prior_dims(with_changes(PARAMS.prior, **kw), **grid)
+        result[key] = bench_prior(key, prior, dvae, args.batch_size, window, n, sample_frames, device, peak,
+                                  args.compile, mar_frames)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     result["wall_s"] = round(time.perf_counter() - t_start, 1)

@@ -34,3 +34,24 @@ def syllable_envelope(rng: np.random.Generator, frames: int) -> np.ndarray:
             env[t : t + n] = rng.uniform(0.3, 1.0) * np.sin(np.linspace(0, np.pi, n + 2)[1:-1])
         t += n
     return env[:frames]
+
+
+def repo_section(name: str, cls: type):
+    """One section of the repository's params.yaml as its typed dataclass (`nwt.params.build`, so
+    checked like `load_params`); tests change keys with `nwt.params.with_changes`."""
+    import yaml
+
+    from nwt.params import build
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    return build(cls, raw[name], name)
+
+
+def synthetic_config(**changes):
+    """The render settings of the default corpus (media rates and identities from params.yaml),
+    with render-only settings (faces_per_frame, silence_s, ...) changed."""
+    from nwt.data.synthetic import SyntheticConfig
+    from nwt.params import DownloadParams, MediaParams
+
+    return SyntheticConfig.from_params(repo_section("media", MediaParams),
+                                       repo_section("download", DownloadParams).synthetic, **changes)

@@ -19,7 +19,8 @@ def gpu_bench():
 def test_tiny_cpu_run_writes_and_merges_json(gpu_bench, tmp_path):
     out = tmp_path / "bench.json"
     out.write_text(json.dumps({"machine": {"cpu_count": 2}, "gpu": {"Some Other GPU": {"kept": True}}}))
-    assert gpu_bench.main(["--device", "cpu", "--tiny", "--steps", "2", "--batch-size", "2", "--threads", "1", "--out", str(out)]) == 0
+    args = ["--device", "cpu", "--tiny", "--steps", "2", "--batch-size", "2", "--threads", "1", "--out", str(out)]
+    assert gpu_bench.main(args) == 0
     report = json.loads(out.read_text())
     assert report["machine"] == {"cpu_count": 2} and report["gpu"]["Some Other GPU"] == {"kept": True}
     (name,) = [k for k in report["gpu"] if k != "Some Other GPU"]

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import REPO
+
+from nwt.params import load_params
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -103,8 +104,7 @@ def test_second_repro_runs_nothing(pipeline_repo):
 def test_changing_prior_layers_reruns_only_the_prior_and_evaluate(pipeline_repo):
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], pipeline_repo)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock"], pipeline_repo)
-    layers = int(json.loads(_run([sys.executable, "-c", "import yaml,json;print(json.dumps(yaml.safe_load(open('params.yaml'))))"],
-                                 pipeline_repo))["prior"]["layers"])
+    layers = load_params(pipeline_repo / "params.yaml").prior.layers
     out = _run(["dvc", "exp", "run", "-n", "layers-a", "-S", f"prior.layers={layers + 1}"], pipeline_repo)
     ran = sorted({line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")})
     assert ran == ["evaluate", "train_prior"], out[-3000:]

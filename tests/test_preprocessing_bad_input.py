@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO, synthetic_config
 
-from conftest import REPO
 from nwt.data.shards import iter_clips, shard_paths
-from nwt.data.synthetic import SyntheticConfig, render_episode
+from nwt.data.synthetic import render_episode
 
 pytestmark = pytest.mark.slow
 STAGES = ("download", "shots", "faces", "segment", "shard")
@@ -32,10 +32,10 @@ def _ffmpeg(*args: str) -> None:
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("sources")
-    render_episode("good", 11, 14.0, src)
-    render_episode("twofaces", 12, 10.0, src, SyntheticConfig(faces_per_frame=2))
-    render_episode("noface", 13, 8.0, src, SyntheticConfig(faces_per_frame=0))
-    render_episode("quiet", 14, 14.0, src, SyntheticConfig(silence_s=8.0))
+    render_episode("good", 11, 14.0, src, synthetic_config())
+    render_episode("twofaces", 12, 10.0, src, synthetic_config(faces_per_frame=2))
+    render_episode("noface", 13, 8.0, src, synthetic_config(faces_per_frame=0))
+    render_episode("quiet", 14, 14.0, src, synthetic_config(silence_s=8.0))
     good = str(src / "good.mp4")
     _ffmpeg("-i", good, "-vf", "fps=30", "-ar", "44100", "-ac", "2", "-c:v", "libx264", "-c:a", "aac",
             str(src / "fps30_stereo.mp4"))
@@ -124,7 +124,8 @@ def test_long_silence_is_not_made_into_clips(run_dir):
 
 
 def test_other_rates_become_pipeline_rate_clips(run_dir):
-    clips = {c.key: c for split in ("train", "val", "test") for c in iter_clips(shard_paths(run_dir / "data/shards", split))}
+    shards = run_dir / "data/shards"
+    clips = {c.key: c for split in ("train", "val", "test") for c in iter_clips(shard_paths(shards, split))}
     for episode in ("fps30", "vfr", "good"):
         mine = [c for k, c in clips.items() if k.startswith(episode + "_")]
         assert mine, episode

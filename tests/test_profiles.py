@@ -5,7 +5,6 @@ import importlib.util
 
 import pytest
 import yaml
-
 from conftest import REPO
 
 spec = importlib.util.spec_from_file_location("apply_profile", REPO / "scripts" / "apply_profile.py")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO, synthetic_config
 
-from conftest import REPO
 from nwt.data.synthetic import render_episode
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ def _run(work: Path, sources: Path, workers: int) -> Path:
 def test_one_and_two_workers_give_identical_tables(tmp_path):
     sources = tmp_path / "src"
     for i in range(3):
-        render_episode(f"ep{i}", 40 + i, 12.0, sources)
+        render_episode(f"ep{i}", 40 + i, 12.0, sources, synthetic_config())
     one, two = _run(tmp_path, sources, 1), _run(tmp_path, sources, 2)
     for table in TABLES:
         a, b = pd.read_parquet(one / "data" / table), pd.read_parquet(two / "data" / table)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nwt.data.media import MediaError, check_episode
+from nwt.params import SyntheticParams
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +149,10 @@ def render_synthetic_episode(spec: dict, raw_dir: str) -> dict:
                 src_sample_rate=info.sample_rate, truth=str(truth))
 
 
-def synthetic_specs(cfg: dict, fps: int, sample_rate: int) -> list[dict]:
+def synthetic_specs(cfg: SyntheticParams, fps: int, sample_rate: int) -> list[dict]:
+    """The download.synthetic section → one render spec per episode (what `render_synthetic_episode` takes)."""
     return [
-        dict(episode_id=f"synth-{i:03d}", seed=int(cfg["seed"]) * 10_000 + i, seconds=float(cfg["seconds"]),
-             identities=int(cfg.get("identities", 1)), fps=fps, sample_rate=sample_rate)
-        for i in range(int(cfg["episodes"]))
+        dict(episode_id=f"synth-{i:03d}", seed=cfg.seed * 10_000 + i, seconds=cfg.seconds,
+             identities=cfg.identities, fps=fps, sample_rate=sample_rate)
+        for i in range(cfg.episodes)
     ]

@@ -251,14 +251,15 @@ def calibrate_template(points: np.ndarray, truth: np.ndarray) -> tuple[np.ndarra
     return template.round(3), round(float(np.median(truth[:, 2] / truth[:, 3])), 3)
 
 
-def _calibration_samples(paths: list[Path], stride: int, fps: int = 25):
+def _calibration_samples(paths: list[Path], stride: int):
     from nwt.data.media import iter_frames
 
     haar, dl = HaarDetector(40), DlibDetector(40)
     det, det_truth, pts, pts_truth = [], [], [], []
     for path in paths:
-        truth = json.loads(path.with_name(path.stem + ".truth.json").read_text())["face_boxes"]
-        for k, frame in enumerate(iter_frames(str(path), fps)):
+        episode = json.loads(path.with_name(path.stem + ".truth.json").read_text())
+        truth = episode["face_boxes"]  # indexed at the renderer's fps: read the frames at that rate
+        for k, frame in enumerate(iter_frames(str(path), episode["fps"])):
             if k % stride or k >= len(truth) or truth[k] is None:
                 continue
             raw = haar.raw(frame)

@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 
 from nwt.constants import CROP_H, CROP_W
-from nwt.geometry import FACE_CENTRE_SHIFT, crop_frame, crop_window
 from nwt.data.face_backends import make_detector
 from nwt.data.media import iter_frames
+from nwt.geometry import FACE_CENTRE_SHIFT, crop_frame, crop_window
+from nwt.params import FacesParams
 
 MIN_DETECTED_SHARE = 0.5  # a shot keeps its face only if found in at least this share of samples
 SECOND_FACE_AREA = 0.5  # a second face this large relative to the first counts as "comparable"
@@ -62,7 +63,7 @@ def moving_average(x: np.ndarray, window: int) -> np.ndarray:
     return np.stack([np.convolve(padded[:, j], kernel, "valid") for j in range(x.shape[1])], axis=1)
 
 
-def track_shot(n_frames: int, sampled: list[int], boxes: list[np.ndarray], cfg: dict, fps: int) -> ShotTrack:
+def track_shot(n_frames: int, sampled: list[int], boxes: list[np.ndarray], cfg: FacesParams, fps: int) -> ShotTrack:
     """Decide on one shot from its per-sample detections and build its smoothed crop track."""
     found = [(i, b) for i, b in zip(sampled, boxes) if len(b)]
     main = [b[0].tolist() if len(b) else None for b in boxes]
@@ -73,21 +74,21 @@ def track_shot(n_frames: int, sampled: list[int], boxes: list[np.ndarray], cfg: 
         return ShotTrack("rejected", "multiple_faces", f"comparable second face in {several}/{len(found)} samples",
                          sampled, main)
     heights = np.array([b[0][3] for _, b in found])
-    if np.median(heights) < cfg["min_face_px"]:
+    if np.median(heights) < cfg.min_face_px:
         return ShotTrack("rejected", "face_too_small", f"median face height {np.median(heights):.0f} px",
                          sampled, main)
     idx = np.array([i for i, _ in found], np.float64)
     pts = np.array([b[0] for _, b in found])  # (K, 4) x, y, w, h
     motion = face_motion(idx, pts, fps)
-    if motion > cfg["max_motion"]:
+    if motion > cfg.max_motion:
         return ShotTrack("rejected", "too_much_motion", f"face centre moves {motion:.2f} face heights/s "
-                         f"(max_motion {cfg['max_motion']})", sampled, main, motion=motion)
+                         f"(max_motion {cfg.max_motion})", sampled, main, motion=motion)
     frames = np.arange(n_frames, dtype=np.float64)
     box = np.stack([np.interp(frames, idx, pts[:, j]) for j in range(4)], axis=1)  # (T, 4)
     centre_x = box[:, 0] + box[:, 2] / 2
     centre_y = box[:, 1] + box[:, 3] / 2 + FACE_CENTRE_SHIFT * box[:, 3]
-    crop = np.stack([centre_x, centre_y, cfg["face_scale"] * box[:, 3]], axis=1)
-    crop = moving_average(crop, max(1, int(round(cfg["smooth_s"] * fps))))
+    crop = np.stack([centre_x, centre_y, cfg.face_scale * box[:, 3]], axis=1)
+    crop = moving_average(crop, max(1, int(round(cfg.smooth_s * fps))))
     return ShotTrack("kept", "ok", f"face in {len(found)}/{len(sampled)} samples", sampled, main, box, crop, motion)
 
 
@@ -105,13 +106,13 @@ def face_motion(frames: np.ndarray, boxes: np.ndarray, fps: int) -> float:
     return float(np.median(speed))
 
 
-def episode_faces(job: dict, cfg: dict, fps: int) -> dict:
+def episode_faces(job: dict, cfg: FacesParams, fps: int) -> dict:
     """Ray task: one episode's shots → per-shot decisions and tracks, truth scores, detector time
     and, per shot, a small thumbnail for the contact sheet (kept: the first frame's crop at
     THUMB_SCALE as JPEG bytes; rejected: None — the sheet draws a grey tile with the reason)."""
     shots = job["shots"]  # [(shot, start, end)]
-    detector = make_detector(cfg["backend"], int(cfg["min_face_px"]))
-    stride = int(cfg["stride"])
+    detector = make_detector(cfg.backend, cfg.min_face_px)
+    stride = cfg.stride
     want = {f for _, s, e in shots for f in range(s, e, stride)}
     detections: dict[int, np.ndarray] = {}
     firsts: dict[int, np.ndarray] = {}  # first frame of each shot, for its thumbnail

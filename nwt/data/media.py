@@ -11,9 +11,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -61,7 +61,8 @@ def probe(path: str | Path) -> MediaInfo:
         raise MediaError("corrupt", f"{path.name}: not a readable media file ({msg})")
     info = json.loads(proc.stdout or "{}")
     streams = info.get("streams", [])
-    video = next((s for s in streams if s.get("codec_type") == "video" and s.get("disposition", {}).get("attached_pic") != 1), None)
+    video = next((s for s in streams if s.get("codec_type") == "video"
+                  and s.get("disposition", {}).get("attached_pic") != 1), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     duration = float(info.get("format", {}).get("duration") or 0.0)
     fps = 0.0
@@ -122,7 +123,8 @@ def iter_frames(path: str | Path, fps: int, size: tuple[int, int] | None = None)
         # a truncated file still yields its readable frames; say so rather than fail silently
         import logging
 
-        logging.getLogger(__name__).warning("%s: decoding stopped early after %d frames: %s", Path(path).name, n, err.strip()[-200:])
+        logging.getLogger(__name__).warning("%s: decoding stopped early after %d frames: %s", Path(path).name, n,
+                                            err.strip()[-200:])
 
 
 def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
@@ -204,15 +206,15 @@ class VideoWriter:
             if not done and self._tmp.exists():
                 self._tmp.unlink()
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
         self.close(ok=exc_type is None)
 
 
-def write_video(path: str | Path, frames_rgb: np.ndarray, fps: int, audio: np.ndarray | None = None,
-                sample_rate: int = 16000, metadata: dict[str, str] | None = None, crf: int = 18) -> None:
+def write_video(path: str | Path, frames_rgb: np.ndarray, fps: int, audio: np.ndarray | None, sample_rate: int,
+                metadata: dict[str, str] | None = None, crf: int = 18) -> None:
     """(T, H, W, 3) uint8 RGB (+ mono audio) → a video browsers play, written atomically.
 
     `.mp4`: H.264 (yuv420p, faststart) + AAC; `.webm`: VP9 + Opus (plays in every Chromium build,

@@ -38,38 +38,34 @@ from pathlib import Path
 import numpy as np
 
 from nwt.data.asr.align import Token, align_transcript
-from nwt.data.asr.vad import VAD_RATE, WEBRTC_FRAME_S, silero_spans, to_vad_rate, webrtcvad_spans
+from nwt.data.asr.vad import WEBRTC_FRAME_S, silero_spans, webrtcvad_spans
 from nwt.data.media import read_audio
+from nwt.params import SegmentParams
 
 BACKENDS = ("webrtcvad", "silero", "pocketsphinx", "whisperx")
 VADS = ("webrtcvad", "silero")
-WORD_BACKENDS = ("pocketsphinx", "whisperx")
 PAD_S = 0.1  # context kept before the first and after the last token of a clip
 WORD_CUT_PENALTY = 0.5  # DP cost of ending a clip between two words with no pause between them
 SHORT_PENALTY = 10.0  # DP cost of a clip shorter than min_clip_s (it will be rejected)
 SHOT_EDGE_TOL_S = 0.03  # a boundary this close to a shot edge was forced by the cut
 
 
-def speech_spans(audio: np.ndarray, sample_rate: int, aggressiveness: int, min_pause_s: float) -> list[tuple[float, float]]:
-    """webrtcvad speech spans (kept here for the stage's original API)."""
-    return webrtcvad_spans(audio, sample_rate, aggressiveness, min_pause_s)
-
-
-def detect_spans(audio: np.ndarray, sample_rate: int, cfg: dict, vad: str) -> list[tuple[float, float]]:
+def detect_spans(audio: np.ndarray, sample_rate: int, cfg: SegmentParams, vad: str) -> list[tuple[float, float]]:
+    """Speech spans by the VAD `vad` (webrtcvad | silero) with the segment section's settings."""
     if vad == "webrtcvad":
-        return webrtcvad_spans(audio, sample_rate, cfg["vad_aggressiveness"], cfg["min_pause_s"])
+        return webrtcvad_spans(audio, sample_rate, cfg.vad_aggressiveness, cfg.min_pause_s)
     if vad == "silero":
-        return silero_spans(audio, sample_rate, cfg["vad_threshold"], cfg["min_pause_s"])
+        return silero_spans(audio, sample_rate, cfg.vad_threshold, cfg.min_pause_s)
     raise ValueError(f"unknown VAD {vad!r}; choose one of {VADS}")
 
 
-def check_config(cfg: dict) -> None:
+def check_config(cfg: SegmentParams) -> None:
     """Fail early, with the choices, on a bad segment section."""
-    if cfg["backend"] not in BACKENDS:
-        raise ValueError(f"segment.backend {cfg['backend']!r} is not available; choose one of {BACKENDS}")
-    if cfg["backend"] == "pocketsphinx" and cfg["vad"] not in VADS:
-        raise ValueError(f"segment.vad {cfg['vad']!r} is not available; choose one of {VADS}")
-    lo, mid, hi = cfg["min_clip_s"], cfg["target_clip_s"], cfg["max_clip_s"]
+    if cfg.backend not in BACKENDS:
+        raise ValueError(f"segment.backend {cfg.backend!r} is not available; choose one of {BACKENDS}")
+    if cfg.backend == "pocketsphinx" and cfg.vad not in VADS:
+        raise ValueError(f"segment.vad {cfg.vad!r} is not available; choose one of {VADS}")
+    lo, mid, hi = cfg.min_clip_s, cfg.target_clip_s, cfg.max_clip_s
     if not 0 < lo <= mid <= hi:
         raise ValueError(f"need 0 < min_clip_s <= target_clip_s <= max_clip_s, got {lo}, {mid}, {hi}")
     if hi < 2 * PAD_S + 0.1:
@@ -170,8 +166,8 @@ def cut_clips(tokens: list[Token], shot: int, shot_start_s: float, shot_end_s: f
                           first.start_s, last.end_s)
         c.start_cut = _cut_kind(g[0][1], first.start_s, shot_start_s, groups[k - 1][-1][0] if k else None, first,
                                 min_pause_s, max_gap_s)
-        c.end_cut = _cut_kind(g[-1][2], last.end_s, shot_end_s, last, groups[k + 1][0][0] if k + 1 < len(groups) else None,
-                              min_pause_s, max_gap_s)
+        after = groups[k + 1][0][0] if k + 1 < len(groups) else None
+        c.end_cut = _cut_kind(g[-1][2], last.end_s, shot_end_s, last, after, min_pause_s, max_gap_s)
         if c.end_s - c.start_s < min_clip_s - 1e-9:
             c.status, c.reason = "rejected", "too_short"
         clips.append(c)
@@ -190,18 +186,10 @@ def _cut_kind(split: str, t: float, shot_edge: float, before: Token | None, afte
     return "gap" if gap > max_gap_s else "pause" if gap >= min_pause_s else "word"
 
 
-def group_clips(spans: list[tuple[float, float]], shot: int, shot_start_s: float, shot_end_s: float,
-                min_clip_s: float, max_clip_s: float, target_clip_s: float | None = None,
-                min_pause_s: float = 0.3, max_gap_s: float = float("inf")) -> list[ClipCandidate]:
-    """VAD spans of one shot → clips (cut_clips with span tokens; target defaults to max_clip_s)."""
-    return cut_clips([Token(s, e) for s, e in spans], shot, shot_start_s, shot_end_s, min_clip_s, max_clip_s,
-                     target_clip_s or max_clip_s, min_pause_s, max_gap_s)
-
-
-def episode_tokens(audio: np.ndarray, sample_rate: int, cfg: dict, truth: dict | None,
+def episode_tokens(audio: np.ndarray, sample_rate: int, cfg: SegmentParams, truth: dict | None,
                    words: list[dict] | None = None) -> dict:
     """One episode's audio → tokens per the backend, with the speech total and timings."""
-    backend = cfg["backend"]
+    backend = cfg.backend
     t0 = time.perf_counter()
     unaligned = 0
     if backend == "whisperx":
@@ -210,7 +198,7 @@ def episode_tokens(audio: np.ndarray, sample_rate: int, cfg: dict, truth: dict |
         tokens = [Token(float(w["start_s"]), float(w["end_s"]), str(w["word"])) for w in words]
         spans = [(t.start_s, t.end_s) for t in tokens]
     else:
-        spans = detect_spans(audio, sample_rate, cfg, cfg["vad"] if backend == "pocketsphinx" else backend)
+        spans = detect_spans(audio, sample_rate, cfg, cfg.vad if backend == "pocketsphinx" else backend)
         if backend == "pocketsphinx" and truth and truth.get("sentences"):
             tokens, unaligned = align_transcript(audio, sample_rate, [s["text"] for s in truth["sentences"]], spans)
         else:  # VAD only; pocketsphinx on an episode with no known transcript is counted (vad_only)
@@ -220,7 +208,7 @@ def episode_tokens(audio: np.ndarray, sample_rate: int, cfg: dict, truth: dict |
                 compute_s=time.perf_counter() - t0, vad_only=vad_only)
 
 
-def episode_clips(job: dict, cfg: dict, fps: int, sample_rate: int) -> dict:
+def episode_clips(job: dict, cfg: SegmentParams, fps: int, sample_rate: int) -> dict:
     """Ray task: one episode's kept shots → clip candidates, plus boundary errors vs truth."""
     audio = read_audio(job["path"], sample_rate)
     truth = json.loads(Path(job["truth"]).read_text()) if job.get("truth") else None
@@ -229,8 +217,8 @@ def episode_clips(job: dict, cfg: dict, fps: int, sample_rate: int) -> dict:
     word_level = any(t.word is not None for t in tokens)
     clips, silent_shots = [], []
     for shot, start, end in job["shots"]:
-        shot_clips = cut_clips(tokens, shot, start / fps, end / fps, cfg["min_clip_s"], cfg["max_clip_s"],
-                               cfg["target_clip_s"], cfg["min_pause_s"], cfg["max_gap_s"])
+        shot_clips = cut_clips(tokens, shot, start / fps, end / fps, cfg.min_clip_s, cfg.max_clip_s,
+                               cfg.target_clip_s, cfg.min_pause_s, cfg.max_gap_s)
         if not shot_clips:
             silent_shots.append(shot)
         clips += shot_clips
@@ -267,5 +255,5 @@ def _boundary_errors(truth: dict, clip: ClipCandidate, shots: list, fps: int, wo
     return out
 
 
-__all__ = ["BACKENDS", "ClipCandidate", "PAD_S", "Token", "VAD_RATE", "check_config", "cut_clips",
-           "detect_spans", "episode_clips", "episode_tokens", "group_clips", "speech_spans", "to_vad_rate"]
+__all__ = ["BACKENDS", "ClipCandidate", "PAD_S", "Token", "check_config", "cut_clips", "detect_spans", "episode_clips",
+           "episode_tokens"]

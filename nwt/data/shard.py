@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nwt.constants import Timing
-from nwt.geometry import crop_frame
+from nwt.constants import CROP_H, CROP_W, Timing
 from nwt.data.media import iter_frames, read_audio
 from nwt.data.shards import ShardWriter, clip_sample
+from nwt.geometry import crop_frame
 
 MAX_CHUNKS = 100  # shards per split per episode that the naming scheme allows
 
@@ -39,13 +39,13 @@ def episode_shards(job: dict, out_dir: str, timing: Timing, clips_per_shard: int
     writers: dict[str, ShardWriter] = {}
     counts: dict[str, int] = {}
     results: dict[int, dict] = {}
-    open_clips: dict[int, np.ndarray] = {}  # clip i → (n, 256, 224, 3) frames being filled
+    open_clips: dict[int, np.ndarray] = {}  # clip i → (n, CROP_H, CROP_W, 3) frames being filled
     next_clip = 0
     last_frame = -1
     for k, frame in enumerate(iter_frames(job["path"], fps)):
         last_frame = k
         while next_clip < len(clips) and spans[next_clip][0] <= k:
-            open_clips[next_clip] = np.zeros((spans[next_clip][1], 256, 224, 3), np.uint8)
+            open_clips[next_clip] = np.zeros((spans[next_clip][1], CROP_H, CROP_W, 3), np.uint8)
             next_clip += 1
         for i in list(open_clips):
             first, n = spans[i]
@@ -83,7 +83,8 @@ def _write_clip(c: dict, frames: np.ndarray, first: int, audio: np.ndarray, trut
                              face_boxes=[truth["face_boxes"][m] for m in idx])
     split = c["split"]
     if split not in writers:
-        writers[split] = ShardWriter(out_dir, split, clips_per_shard, start_index=int(job["episode_index"]) * MAX_CHUNKS,
+        writers[split] = ShardWriter(out_dir, split, clips_per_shard,
+                                     start_index=int(job["episode_index"]) * MAX_CHUNKS,
                                      max_shards=MAX_CHUNKS)
     writers[split].write(clip_sample(c["key"], frames, clip_audio, timing.sample_rate, meta))
     return dict(key=c["key"], ok=True, detail=f"{split}, {n} frames")

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -134,13 +134,14 @@ def random_frames(
     rank: int = 0,
     world_size: int = 1,
     frames_per_clip: int = 8,
-    buffer_size: int = 512,
+    *,
+    buffer_size: int,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Endless batches of random frames: (B, 256, 224, 3) uint8 RGB, (B,) episode index.
 
     Clips are read shard by shard in a seeded random order; each clip contributes
-    `frames_per_clip` random frames to a shuffle buffer. Readers (DDP ranks × DataLoader
-    workers) see disjoint clips.
+    `frames_per_clip` random frames to a shuffle buffer of `buffer_size` frames
+    (train_dvae.shuffle_buffer). Readers (DDP ranks × DataLoader workers) see disjoint clips.
     """
     if not paths:
         raise FileNotFoundError("no shards to read frames from")
@@ -249,7 +250,7 @@ class ShardWriter:
     def close(self) -> None:
         self._close_current()
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, *exc) -> None:

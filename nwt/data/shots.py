@@ -4,11 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from nwt.data.media import MediaError, probe
+from nwt.params import ShotsParams
 
 DETECTORS = ("adaptive", "content")
 
 
-def detect_shots(path: str | Path, detector: str, threshold: float, min_shot_s: float, fps: int) -> list[tuple[int, int]]:
+def detect_shots(path: str | Path, detector: str, threshold: float, min_shot_s: float,
+                 fps: int) -> list[tuple[int, int]]:
     """Shots as [start_frame, end_frame) at the pipeline `fps` (cut times mapped by timestamp)."""
     from scenedetect import AdaptiveDetector, ContentDetector, detect
 
@@ -43,11 +45,11 @@ def score_cuts(detected: list[int], truth: list[int], tolerance: int = 1) -> tup
     return matched, len(detected), len(truth)
 
 
-def episode_shots(episode: dict, cfg: dict, fps: int) -> dict:
+def episode_shots(episode: dict, cfg: ShotsParams, fps: int) -> dict:
     """Ray task: one episode → its shots and, where ground truth exists, the cut score."""
     import json
 
-    shots = detect_shots(episode["path"], cfg["detector"], float(cfg["threshold"]), float(cfg["min_shot_s"]), fps)
+    shots = detect_shots(episode["path"], cfg.detector, cfg.threshold, cfg.min_shot_s, fps)
     score = None
     if episode.get("truth"):
         truth = json.loads(Path(episode["truth"]).read_text())

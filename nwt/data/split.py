@@ -1,4 +1,4 @@
-"""Train/val/test/unseen splits (DESIGN.md, Splits).
+"""Train/val/test/unseen splits (docs/design.md, Splits).
 
 Inside each episode the clips, in time order, form contiguous blocks train | val | test with
 one clip left out between blocks ("gap"), so neighbouring frames do not leak across splits

@@ -5,12 +5,7 @@ coding removes some of the mouth the sync expert reads. Scoring the ground truth
 intra-only libx264 (every frame coded on its own, as the dVAE codes it) at a CRF whose PSNR is
 near the dVAE's tells how much of that shortfall a standard codec at the same fidelity shows,
 and so how far the dVAE's losses sit where the lip sync lives. evaluate reports it under `codec`.
-
-Measured on the default corpus's test clips (ninth session; LSE-D of the ground truth 0.52):
-intra-only CRF 34 / 40 / 41 / 42 / 45 → 31.8 / 28.9 / 28.5 / 28.0 / 26.7 dB, LSE-D 1.04× /
-1.21× / 1.26× / 1.32× / 1.48×; with inter prediction at 28.2 dB (CRF 45) 1.83× (skipped blocks
-freeze the mouth); JPEG quality 10 at 28.2 dB 1.06×. The dVAE's reconstruction of the same
-clips, 28.2 dB: 1.28× — where intra-only H.264 at that PSNR lies.
+(Measured CRF / PSNR / LSE points are in docs/experiments.md.)
 """
 from __future__ import annotations
 
@@ -19,7 +14,8 @@ import numpy as np
 from nwt.eval.codec import PRESET, decode_h264, encode_h264
 
 
-def x264_round_trip(frames: np.ndarray, fps: int, crf: float, intra_only: bool = True, preset: str = PRESET) -> np.ndarray:
+def x264_round_trip(frames: np.ndarray, fps: int, crf: float, intra_only: bool = True,
+                    preset: str = PRESET) -> np.ndarray:
     """(T, H, W, 3) uint8 RGB through libx264 (yuv420p) and back: what the codec keeps at `crf`."""
     t, h, w, _ = frames.shape
     decoded = decode_h264(encode_h264(frames, fps, crf, intra_only, preset), h, w)

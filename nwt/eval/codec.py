@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import math
 import subprocess
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -101,7 +101,8 @@ def _sweep_point(clips: Sequence[np.ndarray], fps: int, crf: float, intra_only: 
     if len(decoded) != sum(lengths):
         raise RuntimeError(f"x264 round trip gave {len(decoded)} frames for {sum(lengths)}")
     ends = np.cumsum(lengths)
-    psnrs = [psnr_per_frame(clip[::eval_stride], decoded[end - len(clip) : end][::eval_stride]) for clip, end in zip(clips, ends)]
+    psnrs = [psnr_per_frame(clip[::eval_stride], decoded[end - len(clip) : end][::eval_stride])
+             for clip, end in zip(clips, ends)]
     bits = 8 * sum(video_stream_bytes(stream) for stream in streams)
     return dict(crf=crf, bits_per_frame=bits / sum(lengths), psnr_db=float(np.concatenate(psnrs).mean()),
                 frames=int(sum(lengths)))
@@ -191,7 +192,8 @@ def rd_rows(curve_inter: Sequence[dict], curve_intra: Sequence[dict],
     rows = [dict(codec=name, bits_per_frame=r["bits_per_frame"], psnr_db=r["psnr_db"], crf=r["crf"])
             for name, curve in (("x264", curve_inter), ("x264_intra", curve_intra)) for r in curve]
     if dvae_bits_per_frame is not None and dvae_psnr_db is not None:
-        rows.append(dict(codec="dvae", bits_per_frame=float(dvae_bits_per_frame), psnr_db=float(dvae_psnr_db), crf=None))
+        rows.append(dict(codec="dvae", bits_per_frame=float(dvae_bits_per_frame), psnr_db=float(dvae_psnr_db),
+                         crf=None))
     return rows
 
 

@@ -8,14 +8,17 @@ are nearest; `accuracy` is the share assigned to the requested episode (chance =
 
     from nwt.eval.control import episode_control, real_region_stats
     refs = real_region_stats((clip.meta["episode_id"], clip.frames) for clip in iter_clips(paths))
-    metrics["episode_control"] = episode_control(gen, [clip.audio for clip in test_clips[:4]], refs)
+    metrics["episode_control"] = episode_control(gen, [clip.audio for clip in test_clips[:4]], refs,
+                                                 params.evaluate.sampling, seed=params.evaluate.seed)
     # → {"accuracy": …, "generations": …, "episodes": …, "per_episode_accuracy": {…}}
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
+
+from nwt.params import SamplingParams
 
 # bands of the 256×224 face crop, as fractions of its height
 HAIR_BAND = (0.0, 0.15)  # top rows: hair (and the set behind it)
@@ -78,16 +81,15 @@ def control_accuracy(generated: Iterable[tuple[str, np.ndarray]], references: di
     )
 
 
-def episode_control(gen, audios: Iterable[np.ndarray], references: dict[str, np.ndarray],
-                    episodes: list[str] | None = None, decode_episode: str | None = None,
-                    temperature: float = 0.8, top_k: int = 0, seed: int = 0, guidance: float | None = None) -> dict:
+def episode_control(gen, audios: Iterable[np.ndarray], references: dict[str, np.ndarray], sampling: SamplingParams,
+                    *, seed: int, episodes: list[str] | None = None, decode_episode: str | None = None) -> dict:
     """Generate every audio under every episode in `episodes` (default: those with reference
     statistics that the prior was trained on) with the decoder's episode fixed to
-    `decode_episode` (None = `<unk>`), and score with `control_accuracy`.
+    `decode_episode` (None = `<unk>`), sampling as `sampling` says (audio i with seed `seed` + i),
+    and score with `control_accuracy`.
 
     `gen` is a nwt.generate.Generator (anything with `episode_ids` and `from_audio(audio,
-    episode_id, temperature, top_k, top_p, seed, decode_episode=..., guidance=...)` returning
-    `.frames`; guidance None = the generator's default)."""
+    episode_id, sampling=..., seed=..., decode_episode=...)` returning `.frames`)."""
     if episodes is None:
         episodes = [e for e in gen.episode_ids if e in references]
     if len(episodes) < 2:
@@ -95,7 +97,6 @@ def episode_control(gen, audios: Iterable[np.ndarray], references: dict[str, np.
     generated = []
     for i, audio in enumerate(audios):
         for episode_id in episodes:
-            result = gen.from_audio(audio, episode_id, temperature, top_k, 1.0, seed + i, decode_episode=decode_episode,
-                                    guidance=guidance)
+            result = gen.from_audio(audio, episode_id, sampling=sampling, seed=seed + i, decode_episode=decode_episode)
             generated.append((episode_id, region_stats(result.frames)))
     return control_accuracy(generated, {e: references[e] for e in episodes})

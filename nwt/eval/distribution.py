@@ -1,11 +1,10 @@
 """Distribution metrics of the evaluate stage: how far the frames of each source (gt, recon, gen)
 lie from the ground-truth test frames, as Fréchet distances in three feature spaces.
 
-| key | features | needs |
-|---|---|---|
-| `frechet_sync_feat` | the trained sync expert's video embedding of every 5-frame mouth window (the windows LSE scores) | nothing: always computed |
-| `fid` | Inception-v3 pool3 of every `fid_frame_stride`-th frame | `evaluate.fid_weights` |
-| `fvd` | I3D logits of 16-frame segments | `evaluate.fvd_weights` |
+- `frechet_sync_feat`: the trained sync expert's video embedding of every 5-frame mouth window
+  (the windows LSE scores); always computed, it needs nothing;
+- `fid`: Inception-v3 pool3 of every `fid_frame_stride`-th frame; needs `evaluate.fid_weights`;
+- `fvd`: I3D logits of 16-frame segments; needs `evaluate.fvd_weights`.
 
 Each is measured across clip halves (`nwt.eval.frechet.split_half_frechet`), so `gt.<key>` is
 the ground truth's split-half floor and `recon.<key>` / `gen.<key>` sit beside it with the same
@@ -16,31 +15,32 @@ saying why, so the keys stay the same for `dvc exp show`.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from nwt.eval.frechet import split_half_frechet
+from nwt.params import EvaluateParams
 
 SOURCES = ("gt", "recon", "gen")
 SYNC_FEAT = "frechet_sync_feat"
 Extractor = Callable[[np.ndarray], np.ndarray]  # (T, H, W, 3) uint8 frames of one clip → (n, D)
 
 
-def standard_extractors(cfg: Mapping) -> dict[str, Extractor | None]:
+def standard_extractors(cfg: EvaluateParams) -> dict[str, Extractor | None]:
     """{"fid": …, "fvd": …} from the evaluate params; None where the weights param is empty.
     A named file that is missing raises here, before any clip is evaluated."""
     extractors: dict[str, Extractor | None] = {"fid": None, "fvd": None}
-    if cfg.get("fid_weights"):
+    if cfg.fid_weights:
         from nwt.eval.fid import fid_features, load_fid_inception
 
-        inception = load_fid_inception(cfg["fid_weights"])
-        stride = max(1, int(cfg.get("fid_frame_stride", 1)))
+        inception = load_fid_inception(cfg.fid_weights)
+        stride = max(1, cfg.fid_frame_stride)
         extractors["fid"] = lambda frames: fid_features(inception, frames[::stride])
-    if cfg.get("fvd_weights"):
+    if cfg.fvd_weights:
         from nwt.eval.fvd import fvd_features, load_i3d
 
-        i3d = load_i3d(cfg["fvd_weights"])
+        i3d = load_i3d(cfg.fvd_weights)
         extractors["fvd"] = lambda frames: fvd_features(i3d, frames)
     return extractors
 

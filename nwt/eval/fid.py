@@ -201,12 +201,14 @@ def load_fid_inception(path: str | os.PathLike) -> FidInceptionV3:
         raise ValueError(f"{path} is not an Inception-v3 state dict (no fc.weight)")
     if fc.shape[0] != FID_CLASSES:
         raise ValueError(f"{path} has {fc.shape[0]} classes: these are not the FID weights ({FID_WEIGHTS_FILE}, "
-                         f"{FID_CLASSES} classes; torchvision's ImageNet Inception-v3 gives FIDs that no paper reports)")
+                         f"{FID_CLASSES} classes; torchvision's ImageNet Inception-v3 gives FIDs that no paper "
+                         "reports)")
     model = FidInceptionV3(FID_CLASSES)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise ValueError(f"{path} does not fit the FID Inception-v3: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(f"{path} does not fit the FID Inception-v3: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
     return model.eval()
 
 

@@ -20,7 +20,7 @@ ground truth's own split-half distance, the floor of what a perfect generator co
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -93,7 +93,8 @@ def split_halves(per_clip: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(even), np.concatenate(odd)
 
 
-def split_half_frechet(per_source: Mapping[str, Sequence[np.ndarray]], reference: str = "gt") -> dict[str, float | None]:
+def split_half_frechet(per_source: Mapping[str, Sequence[np.ndarray]],
+                       reference: str = "gt") -> dict[str, float | None]:
     """Fréchet distance of every source to the reference, measured across clip halves.
 
     per_source: {source: [per test clip (n_i, D) features]}, clip i of every source made from

@@ -21,29 +21,26 @@ Scorers. Anything with `frames_to_input`, `audio_to_input`, `forward_video`, `fo
 `window` and `mels_per_frame` scores (see `SyncScorer`):
 - our sync expert (`nwt.models.sync_expert.SyncExpert`, trained by the pipeline): L2-normalised
   embeddings, so distances lie in [0, 2] and zero-padded offsets sit at distance 1;
-- the official network (`OfficialSyncNet`): the published `S` architecture of syncnet_python's
-  `SyncNetModel.py`, loaded from `syncnet_v2.model` (a state dict) when a path is given. Its
-  front ends follow the original: 13 MFCCs (python_speech_features 0.6 defaults, reimplemented
-  in numpy, `mfcc`) of the int16-scaled audio, and 224×224 BGR face crops in 0–255 taken with
-  run_pipeline.py's crop geometry (`official_face_crops`). Its embeddings are not normalised
+- the official network (`nwt.models.syncnet.OfficialSyncNet`): the published `S` architecture
+  of syncnet_python's `SyncNetModel.py` with its original front ends, loaded from
+  `syncnet_v2.model` (a state dict) when a path is given. Its embeddings are not normalised
   (published LSE-D values are around 6–8).
+
+`load_scorer(path)` gives either from its file.
 """
 from __future__ import annotations
 
-import decimal
-import math
 import os
 from typing import Protocol
 
-import cv2
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from scipy.fft import dct
 
 from nwt.constants import Timing
-from nwt.geometry import FACE_CENTRE_SHIFT
+from nwt.models.sync_expert import load_sync_expert
+from nwt.models.syncnet import OFFICIAL_TIMING, load_official_syncnet
 
 VSHIFT = 15  # offsets searched: −15 … +15 video frames (syncnet_python's default vshift)
 PDIST_EPS = 1e-6  # torch.nn.functional.pairwise_distance's default eps (added to the difference)
@@ -158,215 +155,15 @@ def shifted_lse(video_emb: torch.Tensor, audio_emb: torch.Tensor, k: int, vshift
     return lse_from_embeddings(video_emb[-k : -k + n], audio_emb[:n], vshift)
 
 
-# ---------------------------------------------------------------- the official SyncNet
-class SyncNetS(nn.Module):
-    """The `S` network of syncnet_python's SyncNetModel.py (layer for layer, same names), so that
-    the published `syncnet_v2.model` state dict loads into it.
-
-    Audio in: (N, 1, 13, 20) MFCC; lips in: (N, 3, 5, 224, 224) BGR in 0–255; out: (N, 1024)."""
-
-    def __init__(self, num_layers_in_fc_layers: int = 1024):
-        super().__init__()
-        self.netcnnaud = nn.Sequential(
-            nn.Conv2d(1, 64, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)),
-            nn.BatchNorm2d(64),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=(1, 1), stride=(1, 1)),
-            nn.Conv2d(64, 192, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)),
-            nn.BatchNorm2d(192),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=(3, 3), stride=(1, 2)),
-            nn.Conv2d(192, 384, kernel_size=(3, 3), padding=(1, 1)),
-            nn.BatchNorm2d(384),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, kernel_size=(3, 3), padding=(1, 1)),
-            nn.BatchNorm2d(256),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(256, 256, kernel_size=(3, 3), padding=(1, 1)),
-            nn.BatchNorm2d(256),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=(3, 3), stride=(2, 2)),
-            nn.Conv2d(256, 512, kernel_size=(5, 4), padding=(0, 0)),
-            nn.BatchNorm2d(512),
-            nn.ReLU(),
-        )
-        self.netfcaud = nn.Sequential(
-            nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, num_layers_in_fc_layers),
-        )
-        self.netfclip = nn.Sequential(
-            nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, num_layers_in_fc_layers),
-        )
-        self.netcnnlip = nn.Sequential(
-            nn.Conv3d(3, 96, kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=0),
-            nn.BatchNorm3d(96),
-            nn.ReLU(inplace=True),
-            nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2)),
-            nn.Conv3d(96, 256, kernel_size=(1, 5, 5), stride=(1, 2, 2), padding=(0, 1, 1)),
-            nn.BatchNorm3d(256),
-            nn.ReLU(inplace=True),
-            nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
-            nn.Conv3d(256, 256, kernel_size=(1, 3, 3), padding=(0, 1, 1)),
-            nn.BatchNorm3d(256),
-            nn.ReLU(inplace=True),
-            nn.Conv3d(256, 256, kernel_size=(1, 3, 3), padding=(0, 1, 1)),
-            nn.BatchNorm3d(256),
-            nn.ReLU(inplace=True),
-            nn.Conv3d(256, 256, kernel_size=(1, 3, 3), padding=(0, 1, 1)),
-            nn.BatchNorm3d(256),
-            nn.ReLU(inplace=True),
-            nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2)),
-            nn.Conv3d(256, 512, kernel_size=(1, 6, 6), padding=0),
-            nn.BatchNorm3d(512),
-            nn.ReLU(inplace=True),
-        )
-
-    def forward_aud(self, x: torch.Tensor) -> torch.Tensor:
-        mid = self.netcnnaud(x)  # (N, 512, 1, 1)
-        return self.netfcaud(mid.view(mid.shape[0], -1))
-
-    def forward_lip(self, x: torch.Tensor) -> torch.Tensor:
-        mid = self.netcnnlip(x)  # (N, 512, 1, 1, 1)
-        return self.netfclip(mid.view(mid.shape[0], -1))
-
-
-OFFICIAL_SIZE = 224  # lip input side
-OFFICIAL_CROP_SCALE = 0.4  # run_pipeline.py's `cs`: the face crop is padded by this share of the box
-OFFICIAL_PAD_VALUE = 110  # grey padding outside the frame (run_pipeline.py)
-OFFICIAL_FACE_SCALE = 2.0  # our crop height / face-box height (params faces.face_scale default)
-
-
-def official_face_crops(frames: np.ndarray, face_scale: float = OFFICIAL_FACE_SCALE,
-                        face_centre_shift: float = FACE_CENTRE_SHIFT) -> np.ndarray:
-    """(T, 256, 224, 3) RGB crops → (T, 3, 224, 224) uint8 BGR face crops as syncnet_python's
-    run_pipeline.py cuts them from a face track: box half-size bs, rows from the box centre − bs
-    to + bs·(1 + 2·cs), columns ± bs·(1 + cs), padded with 110 outside the image, resized to
-    224×224. Our faces stage centres each crop `face_centre_shift` face heights below the face
-    centre with a face box `crop height / face_scale` high, which fixes the box."""
-    t, h, w, _ = frames.shape
-    bs = h / face_scale / 2.0  # half the face-box size
-    my = h / 2.0 - face_centre_shift * 2.0 * bs  # face centre row
-    mx = w / 2.0
-    bsi = int(bs * (1 + OFFICIAL_CROP_SCALE))  # padding, then the box centre in padded coordinates
-    my, mx = my + bsi, mx + bsi
-    r0, r1 = int(my - bs), int(my + bs * (1 + 2 * OFFICIAL_CROP_SCALE))
-    c0, c1 = int(mx - bs * (1 + OFFICIAL_CROP_SCALE)), int(mx + bs * (1 + OFFICIAL_CROP_SCALE))
-    out = np.empty((t, 3, OFFICIAL_SIZE, OFFICIAL_SIZE), np.uint8)
-    for i in range(t):
-        bgr = np.ascontiguousarray(frames[i, :, :, ::-1])
-        padded = np.pad(bgr, ((bsi, bsi), (bsi, bsi), (0, 0)), "constant", constant_values=OFFICIAL_PAD_VALUE)
-        out[i] = cv2.resize(padded[r0:r1, c0:c1], (OFFICIAL_SIZE, OFFICIAL_SIZE)).transpose(2, 0, 1)
-    return out
-
-
-class OfficialSyncNet(nn.Module):
-    """The published SyncNet behind the `SyncScorer` interface (25 fps / 16 kHz only)."""
-
-    window = 5
-    mels_per_frame = 4  # 100 Hz MFCC at 25 fps
-
-    def __init__(self, face_scale: float = OFFICIAL_FACE_SCALE):
-        super().__init__()
-        self.net = SyncNetS()
-        self.face_scale = face_scale
-
-    def frames_to_input(self, frames: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(official_face_crops(np.asarray(frames), self.face_scale))  # (T, 3, 224, 224)
-
-    def audio_to_input(self, audio: np.ndarray, timing: Timing) -> torch.Tensor:
-        if (timing.fps, timing.sample_rate) != (25, 16000):
-            raise ValueError(f"the official SyncNet works at 25 fps / 16 kHz, not {timing.fps} fps / {timing.sample_rate} Hz")
-        pcm = np.asarray(audio, np.float64) * 32768.0  # syncnet_python reads int16 PCM with scipy
-        return torch.from_numpy(mfcc(pcm, timing.sample_rate).astype(np.float32))  # (A, 13)
-
-    def forward_video(self, x: torch.Tensor) -> torch.Tensor:
-        # (N, 5, 3, 224, 224) → (N, 3, 5, 224, 224) float 0–255, as imtv[:, :, i:i+5]
-        return self.net.forward_lip(x.permute(0, 2, 1, 3, 4).float())
-
-    def forward_audio(self, x: torch.Tensor) -> torch.Tensor:
-        # (N, 20, 13) → (N, 1, 13, 20), as cct[:, :, :, 4i:4i+20]
-        return self.net.forward_aud(x.transpose(1, 2).unsqueeze(1).float())
-
-
-def load_official_syncnet(path: str | os.PathLike) -> OfficialSyncNet:
-    """Build `S` and load `syncnet_v2.model` (a state dict) into it, in eval mode. Like the
-    original `loadParameters`, keys missing from the file (BatchNorm `num_batches_tracked`,
-    absent from files saved by old torch) keep their initial values; any other mismatch fails."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"official SyncNet weights not found at {path}: download syncnet_v2.model "
-                                "with syncnet_python's download_model.sh and give its path")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model = OfficialSyncNet()
-    missing, unexpected = model.net.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise ValueError(f"{path} is not a syncnet_v2.model state dict: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return model.eval()
-
-
-def load_scorer(path: str | os.PathLike) -> tuple[nn.Module, Timing]:
-    """A scorer from a file: our `sync.pt` (dims + state_dict) or the official `syncnet_v2.model`."""
+def load_scorer(path: str | os.PathLike, face_scale: float | None = None) -> tuple[nn.Module, Timing]:
+    """A scorer from a file: our `sync.pt` (dims + state_dict) or the official `syncnet_v2.model`,
+    which also needs the faces stage's `face_scale` (params faces.face_scale) to cut its crops."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "dims" in state and "state_dict" in state:
-        from nwt.models.sync_expert import load_sync_expert
-
         return load_sync_expert(path)
     if isinstance(state, dict) and any(str(k).startswith("netcnnaud.") for k in state):
-        return load_official_syncnet(path), Timing(25, 16000)
+        if face_scale is None:
+            raise ValueError(f"{path} is the official SyncNet: give the faces stage's face_scale "
+                             "(params faces.face_scale)")
+        return load_official_syncnet(path, face_scale), OFFICIAL_TIMING
     raise ValueError(f"{path} is neither a sync expert checkpoint nor an official syncnet_v2.model")
-
-
-# ---------------------------------------------------------------- MFCC (python_speech_features 0.6)
-def _round_half_up(x: float) -> int:
-    return int(decimal.Decimal(x).quantize(decimal.Decimal("1"), rounding=decimal.ROUND_HALF_UP))
-
-
-def _hz2mel(hz):
-    return 2595 * np.log10(1 + hz / 700.0)
-
-
-def _mel2hz(mel):
-    return 700 * (10 ** (mel / 2595.0) - 1)
-
-
-def _filterbanks(nfilt: int, nfft: int, samplerate: int, lowfreq: float, highfreq: float) -> np.ndarray:
-    melpoints = np.linspace(_hz2mel(lowfreq), _hz2mel(highfreq), nfilt + 2)
-    bins = np.floor((nfft + 1) * _mel2hz(melpoints) / samplerate)
-    fbank = np.zeros([nfilt, nfft // 2 + 1])
-    for j in range(nfilt):
-        for i in range(int(bins[j]), int(bins[j + 1])):
-            fbank[j, i] = (i - bins[j]) / (bins[j + 1] - bins[j])
-        for i in range(int(bins[j + 1]), int(bins[j + 2])):
-            fbank[j, i] = (bins[j + 2] - i) / (bins[j + 2] - bins[j + 1])
-    return fbank
-
-
-def mfcc(signal: np.ndarray, samplerate: int = 16000, winlen: float = 0.025, winstep: float = 0.01,
-         numcep: int = 13, nfilt: int = 26, nfft: int = 512, lowfreq: float = 0.0, highfreq: float | None = None,
-         preemph: float = 0.97, ceplifter: int = 22, append_energy: bool = True) -> np.ndarray:
-    """`python_speech_features.mfcc` with its defaults (what syncnet_python calls), in numpy:
-    pre-emphasis, rectangular 25 ms frames every 10 ms (the last zero-padded), power spectrum
-    |rfft|²/nfft, 26 triangular mel filters, log, orthonormal DCT-II, 13 coefficients, sine
-    lifter 22, c0 replaced by the log frame energy → (frames, 13). Frames = 1 + ceil((S − 400) /
-    160), i.e. 4T − 1 for T video frames of 640 samples."""
-    signal = np.asarray(signal, np.float64)
-    highfreq = highfreq or samplerate / 2
-    sig = np.append(signal[0], signal[1:] - preemph * signal[:-1])
-    frame_len, frame_step = _round_half_up(winlen * samplerate), _round_half_up(winstep * samplerate)
-    slen = len(sig)
-    numframes = 1 if slen <= frame_len else 1 + int(math.ceil((1.0 * slen - frame_len) / frame_step))
-    padlen = int((numframes - 1) * frame_step + frame_len)
-    padded = np.concatenate((sig, np.zeros((padlen - slen,))))
-    idx = np.arange(frame_len)[None] + frame_step * np.arange(numframes)[:, None]
-    frames = padded[idx]
-    pspec = 1.0 / nfft * np.square(np.abs(np.fft.rfft(frames, nfft)))
-    energy = pspec.sum(1)
-    energy = np.where(energy == 0, np.finfo(float).eps, energy)
-    feat = pspec @ _filterbanks(nfilt, nfft, samplerate, lowfreq, highfreq).T
-    feat = np.where(feat == 0, np.finfo(float).eps, feat)
-    feat = dct(np.log(feat), type=2, axis=1, norm="ortho")[:, :numcep]
-    if ceplifter > 0:
-        feat = feat * (1 + (ceplifter / 2.0) * np.sin(np.pi * np.arange(numcep) / ceplifter))
-    if append_energy:
-        feat[:, 0] = np.log(energy)
-    return feat

@@ -1,7 +1,7 @@
 """Objective measures, one definition each: image fidelity (PSNR, SSIM, sharpness) for the dVAE's
 validation, the x264 comparison and evaluate; mouth–audio correlation for evaluate.
 
-Mouth–audio correlation (our documented estimator, DESIGN.md "Evaluation"): the mouth of the
+Mouth–audio correlation (our documented estimator, docs/design.md): the mouth of the
 256×224 crop sits in a fixed box (the faces stage centres and scales every crop on the face);
 its darkness (255 − mean grey) rises when the mouth opens (dark mouth interior). Per clip we
 correlate that darkness with the audio's per-frame loudness (log RMS); the figure is the mean

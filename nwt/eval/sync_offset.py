@@ -9,8 +9,8 @@ in the LSE figures), and written as one TSV per source for `dvc plots` (x = offs
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 

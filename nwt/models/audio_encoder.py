@@ -12,10 +12,9 @@ would give (`encode_chunked`), with bounded memory. Positions are rotary (relati
 chunk's offset does not matter.
 
 The LayerNorm after the convolutions matters: without it the convolutions' small,
-time-varying output is swamped by the constant biases of the transformer blocks (measured at
-init: only 26 % of the encoder's output varied over time), the prior finds the audio
-uninformative early and training drives that share to 2 % — an encoder that says the same
-thing every frame. Per frame, it keeps the encoding chunk-invariant.
+time-varying output is swamped by the constant biases of the transformer blocks, the prior
+finds the audio uninformative early, and training ends with an encoder that says the same
+thing every frame (docs/experiments.md has the measurement). Per frame, it keeps the encoding chunk-invariant.
 
 The transformer block, RoPE and banded-mask helpers here are shared with the prior's frame
 transformer (nwt/models/prior.py).
@@ -27,8 +26,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from nwt.constants import MELS_PER_FRAME, N_MELS
+from nwt.constants import MELS_PER_FRAME
 
+MLP_RATIO = 4  # transformer MLP width / model width (frame transformer, audio encoder, MAR head)
 
 # ---------------------------------------------------------------- shared transformer parts
 def rope_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +90,7 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block (attention + GELU MLP)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: int = 4):
+    def __init__(self, dim: int, heads: int, mlp_ratio: int = MLP_RATIO):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim, heads)
@@ -104,7 +104,7 @@ class Block(nn.Module):
 
 # ---------------------------------------------------------------- audio encoder
 class AudioEncoder(nn.Module):
-    def __init__(self, dim: int, layers: int, heads: int, window: int, n_mels: int = N_MELS, mlp_ratio: int = 4):
+    def __init__(self, dim: int, layers: int, heads: int, window: int, n_mels: int, mlp_ratio: int = MLP_RATIO):
         super().__init__()
         self.dim, self.heads, self.window = dim, heads, window
         self.conv_mel = nn.Conv1d(n_mels, dim, kernel_size=3, padding=1)  # mel rate, ±1 mel frame

@@ -1,4 +1,4 @@
-"""Log-mel features aligned to video frames: `MELS_PER_FRAME` mel frames per video frame.
+"""Log-mel features aligned to video frames: `nwt.constants.MELS_PER_FRAME` mel frames per video frame.
 
 80 bins, 25 ms Hann window, hop = samples per frame / 4 (10 ms at 16 kHz / 25 fps). The
 signal is padded so that mel frame i is centred on sample i × hop: clip audio of T frames
@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from nwt.constants import MELS_PER_FRAME, N_MELS, Timing
+from nwt.constants import N_MELS, Timing
 
 LOG_FLOOR = 1e-5
 
@@ -61,7 +61,3 @@ def log_mel(audio: np.ndarray | torch.Tensor, timing: Timing) -> torch.Tensor:
     # as whisper: clamp to 8 decades below the peak, then scale to roughly [-1, 1]
     logmel = torch.maximum(logmel, logmel.max() - 8.0)
     return ((logmel + 4.0) / 4.0).T.contiguous()  # (n_out, N_MELS)
-
-
-def frames_to_mels(n_frames: int) -> int:
-    return n_frames * MELS_PER_FRAME

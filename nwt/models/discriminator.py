@@ -11,9 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+DISC_LAYERS = 3  # 4×4 stride-2 convolutions per patch discriminator
+DISC_MAX_CHANNELS = 128  # their width is capped here
+
 
 class PatchDiscriminator(nn.Module):
-    def __init__(self, channels: int = 16, layers: int = 3, max_channels: int = 128):
+    def __init__(self, channels: int, layers: int = DISC_LAYERS, max_channels: int = DISC_MAX_CHANNELS):
         super().__init__()
         convs = []
         c_in = 3
@@ -34,7 +37,7 @@ class PatchDiscriminator(nn.Module):
 
 
 class MultiScaleDiscriminator(nn.Module):
-    def __init__(self, scales: int = 2, channels: int = 16, layers: int = 3):
+    def __init__(self, scales: int, channels: int, layers: int = DISC_LAYERS):
         super().__init__()
         self.discs = nn.ModuleList([PatchDiscriminator(channels, layers) for _ in range(scales)])
 

@@ -5,19 +5,20 @@ A 256×224 RGB frame in [-1, 1] becomes a (H', W', heads) grid of discrete codes
 frame, conditioned on an episode embedding by FiLM (swapping it changes the look, not the
 content); row `n_episodes` of the table is `<unk>`, for episodes the model never saw.
 
-CPU-cheap by design (DESIGN.md, facts): the full-resolution work is one space-to-depth
-(`pixel_unshuffle` by `stem`, 4 by default) in and one `pixel_shuffle` out; all convolutions run
-at ≤ 1/stem resolution, with the width doubling at each stride-2 stage (capped at `max_mult`).
-With `norm="channel"` (the default in params.yaml) every normalisation is per pixel, so the
-network trained on random windows (nwt.train.dvae, patch training) is the one that runs on whole
-frames; `norm="group"` (GroupNorm) is what checkpoints without the field were made with.
+CPU-cheap by design (docs/design.md): the full-resolution work is one space-to-depth
+(`pixel_unshuffle` by `stem`) in and one `pixel_shuffle` out; all convolutions run at ≤ 1/stem
+resolution, with the width doubling at each stride-2 stage (capped at `max_mult`). With
+`norm="channel"` every normalisation is per pixel, so the network trained on random windows
+(nwt.train.dvae, patch training) is the one that runs on whole frames; `norm="group"`
+(GroupNorm) is what checkpoints without the field were made with.
 
-`DVAEDims` is saved (as a dict) in every checkpoint, and `DVAE(DVAEDims(**d))` rebuilds the model.
+`DVAEDims` is saved (`to_dict()`) in every checkpoint, and `DVAE(DVAEDims.from_checkpoint(d))`
+rebuilds the model, from older layouts too (`migrate_dvae_dims`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,27 +26,34 @@ from einops import rearrange
 from torch import nn
 
 from nwt.constants import CROP_H, CROP_W
+from nwt.models.dims import migrate_dims
 from nwt.models.memcodes import Memcodes
+
+# what checkpoints written before a field existed were built with (see migrate_dvae_dims)
+LEGACY_DVAE_DIMS = {"norm": "group", "stem": 4, "height": CROP_H, "width": CROP_W}
 
 
 @dataclass
 class DVAEDims:
-    channels: int = 64  # width at the stem's resolution (after space-to-depth by `stem`)
-    max_mult: int = 4  # the width doubles per stride-2 stage up to channels × max_mult
-    blocks: int = 1  # residual blocks per resolution stage (encoder and decoder each)
-    downsample: int = 16  # 16 → 16×14 grid (Mem16), 32 → 8×7 (Mem8) for 256×224 input
-    num_codes: int = 256  # codebook size per head
-    heads: int = 2  # Memcodes heads: codes per position
-    code_dim: int = 128  # Memcodes width (split across heads)
-    temperature: float = 1.0  # Gumbel-softmax sampling temperature in training
-    logit_scale: float = 10.0  # Memcodes cosine-similarity logit scale (0: scaled dot product)
-    n_episodes: int = 0  # known episodes; row n_episodes of the table is <unk>
-    episode_dim: int = 32  # episode embedding width
-    use_episode: bool = True  # FiLM-condition the decoder on the episode
-    stem: int = 4  # space-to-depth factor in (and depth-to-space out): convolutions run at ≤ 1/stem
-    norm: str = "group"  # group (GroupNorm, statistics over the image) | channel (per pixel: crop-invariant)
-    height: int = CROP_H
-    width: int = CROP_W
+    """Every field is a `train_dvae` params key (`use_episode` ← `episode_embedding`) or comes from
+    the data: `n_episodes` (known episodes), `height` × `width` (the frames, CROP_H × CROP_W)."""
+
+    channels: int  # width at the stem's resolution (after space-to-depth by `stem`)
+    max_mult: int  # the width doubles per stride-2 stage up to channels × max_mult
+    blocks: int  # residual blocks per resolution stage (encoder and decoder each)
+    downsample: int  # 16 → 16×14 grid (Mem16), 32 → 8×7 (Mem8) for 256×224 input
+    num_codes: int  # codebook size per head
+    heads: int  # Memcodes heads: codes per position
+    code_dim: int  # Memcodes width (split across heads)
+    temperature: float  # Gumbel-softmax sampling temperature in training
+    logit_scale: float  # Memcodes cosine-similarity logit scale (0: scaled dot product)
+    n_episodes: int  # known episodes; row n_episodes of the table is <unk>
+    episode_dim: int  # episode embedding width
+    use_episode: bool  # FiLM-condition the decoder on the episode
+    stem: int  # space-to-depth factor in (and depth-to-space out): convolutions run at ≤ 1/stem
+    norm: str  # group (GroupNorm, statistics over the image) | channel (per pixel: crop-invariant)
+    height: int  # frame height (pixels)
+    width: int  # frame width
 
     def __post_init__(self) -> None:
         if self.norm not in ("group", "channel"):
@@ -56,6 +64,15 @@ class DVAEDims:
             raise ValueError(f"stem must be 2, 4 or 8, got {self.stem}")
         if self.height % self.downsample or self.width % self.downsample:
             raise ValueError(f"{self.height}×{self.width} is not divisible by {self.downsample}")
+
+    def to_dict(self) -> dict:
+        """What a checkpoint saves (plain types, weights_only-loadable)."""
+        return asdict(self)
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict) -> DVAEDims:
+        """A checkpoint's dims dict, of this layout or an older one (`migrate_dvae_dims`)."""
+        return cls(**migrate_dvae_dims(saved))
 
     @property
     def n_stages(self) -> int:
@@ -76,6 +93,13 @@ class DVAEDims:
     def bits_per_frame(self) -> float:
         h, w = self.grid
         return h * w * self.heads * math.log2(self.num_codes)
+
+
+def migrate_dvae_dims(saved: dict) -> dict:
+    """A saved DVAEDims dict → keyword arguments of today's DVAEDims. Checkpoints written before
+    `norm` / `stem` existed were GroupNorm / stem 4 models; before `height` / `width` were saved,
+    every frame was CROP_H × CROP_W. Unknown keys are an error."""
+    return migrate_dims(saved, DVAEDims, added=LEGACY_DVAE_DIMS, fixed={})
 
 
 class ChannelNorm(nn.Module):
@@ -102,7 +126,7 @@ def make_norm(kind: str, channels: int) -> nn.Module:
 class ResBlock(nn.Module):
     """x + conv(act(conv(act(norm(x))))), optional FiLM after the norm; last conv starts at zero."""
 
-    def __init__(self, channels: int, cond_dim: int = 0, norm: str = "group"):
+    def __init__(self, channels: int, cond_dim: int, norm: str):
         super().__init__()
         self.norm = make_norm(norm, channels)
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
@@ -133,7 +157,7 @@ class Encoder(nn.Module):
         self.downs = nn.ModuleList()
         for i in range(dims.n_stages):
             c = dims.stage_channels(i)
-            self.stages.append(nn.Sequential(*[ResBlock(c, norm=dims.norm) for _ in range(dims.blocks)]))
+            self.stages.append(nn.Sequential(*[ResBlock(c, 0, dims.norm) for _ in range(dims.blocks)]))
             if i + 1 < dims.n_stages:
                 self.downs.append(nn.Conv2d(c, dims.stage_channels(i + 1), 3, stride=2, padding=1))
         c_last = dims.stage_channels(dims.n_stages - 1)
@@ -248,7 +272,8 @@ class DVAE(nn.Module):
         z, indices = self.quantize(x)
         recon = self.decoder(z, self._cond(episode, x.shape[0], x.device))  # (B, 3, H, W)
         with torch.no_grad():
-            counts = torch.stack([torch.bincount(indices[..., k].flatten(), minlength=self.dims.num_codes) for k in range(self.dims.heads)])
+            counts = torch.stack([torch.bincount(indices[..., k].flatten(), minlength=self.dims.num_codes)
+                                  for k in range(self.dims.heads)])
             usage = Memcodes.usage_from_counts(counts.float())
         stats = {"perplexity": sum(usage["perplexity"]) / self.dims.heads}
         return recon, indices, stats

@@ -1,7 +1,7 @@
 """Load a trained dVAE from `dvae.pt` alone, and turn frames into codes and back.
 
 `dvae.pt` (written by nwt.train.dvae) holds plain containers and tensors only:
-{"dims": asdict(DVAEDims), "state_dict": EMA weights, "episode_ids": [...], "unseen_ids": [...],
+{"dims": DVAEDims.to_dict(), "state_dict": EMA weights, "episode_ids": [...], "unseen_ids": [...],
 "timing": {"fps", "sample_rate"}, "fingerprint": str, "step": int}.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nwt.models.dvae import DVAE, DVAEDims
 from nwt.checkpoint import load_checkpoint
+from nwt.models.dvae import DVAE, DVAEDims
 
 UNK = "<unk>"
 
@@ -20,7 +20,7 @@ UNK = "<unk>"
 def load_dvae(path: str | Path, device: str | torch.device = "cpu") -> tuple[DVAE, dict]:
     """(DVAE in eval mode on `device`, meta: everything in the file but the weights)."""
     ckpt = load_checkpoint(path, map_location=device)  # weights_only=True
-    model = DVAE(DVAEDims(**ckpt["dims"]))
+    model = DVAE(DVAEDims.from_checkpoint(ckpt["dims"]))
     model.load_state_dict(ckpt["state_dict"])
     model.to(device).eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
@@ -64,5 +64,6 @@ def decode_codes(model: DVAE, codes: np.ndarray, episode_index: int, batch_size:
         idx = torch.from_numpy(np.asarray(codes[i : i + batch_size]).astype(np.int64)).to(dev)
         ep = torch.full((len(idx),), int(episode_index), dtype=torch.long, device=dev)
         rec = model.decode(idx, ep)  # (B, 3, H, W)
-        frames[i : i + len(idx)] = ((rec.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        rgb = ((rec.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1)  # (B, H, W, 3)
+        frames[i : i + len(idx)] = rgb.cpu().numpy()
     return frames

@@ -27,18 +27,18 @@ tests compare the cache against).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from einops import rearrange
 from torch import nn
 
-from nwt.models.audio_encoder import Block, rope_angles
+from nwt.models.audio_encoder import MLP_RATIO, Block, rope_angles
 
 
 class MARHead(nn.Module):
     def __init__(self, frame_dim: int, grid_h: int, grid_w: int, code_heads: int, num_codes: int, cond_dim: int,
-                 dim: int, layers: int, heads: int, mlp_ratio: int = 4, logit_scale: float = 1.0):
+                 dim: int, layers: int, heads: int, logit_scale: float, mlp_ratio: int = MLP_RATIO):
         super().__init__()
         self.grid_h, self.grid_w, self.code_heads, self.num_codes = grid_h, grid_w, code_heads, num_codes
         self.positions = P = grid_h * grid_w

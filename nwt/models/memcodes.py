@@ -23,8 +23,6 @@ Codebook collapse (few codes used) is the known failure. Two counter-measures:
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -32,7 +30,7 @@ from torch import nn
 
 
 class Memcodes(nn.Module):
-    def __init__(self, dim: int, num_codes: int, heads: int = 2, temperature: float = 1.0, logit_scale: float = 10.0):
+    def __init__(self, dim: int, num_codes: int, heads: int, temperature: float, logit_scale: float):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
@@ -118,7 +116,7 @@ class Memcodes(nn.Module):
         return self.usage_from_counts(self.code_usage)
 
     @torch.no_grad()
-    def restart_dead_codes(self, min_usage_fraction: float = 0.03, generator: torch.Generator | None = None) -> torch.Tensor:
+    def restart_dead_codes(self, min_usage_fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
         """Re-initialise codes used < `min_usage_fraction` × the mean count, from recent queries.
 
         Returns the (h, K) bool mask of restarted codes and resets `code_usage`. In DDP the
@@ -142,6 +140,3 @@ class Memcodes(nn.Module):
                 self.codes[h, dead[h]] = base + 0.02 * self.codes[h].std() * noise
         self.code_usage.zero_()
         return dead
-
-    def bits_per_position(self) -> float:
-        return self.heads * math.log2(self.num_codes)

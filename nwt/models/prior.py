@@ -19,8 +19,9 @@ teacher-forced in one pass; sampling runs one code per step inside each frame (K
 
 Guards against "copy the previous frame and ignore the audio" (training only, arguments of
 `forward`): `prev_frame_dropout` replaces a whole previous-frame input by a learned `mask`
-vector (and zeroes the per-position skip), `code_noise` replaces single previous-frame codes by random ones, `episode_dropout`
-swaps the episode for `<unk>` (which also trains the `<unk>` row used for unseen looks).
+vector (and zeroes the per-position skip), `code_noise` replaces single previous-frame codes by
+random ones, `episode_dropout` swaps the episode for `<unk>` (which also trains the `<unk>` row
+used for unseen looks).
 
 The frame transformer's attention is limited to `context_frames` frames (a sliding window, as
 Mistral's), in training and in sampling alike, so the KV-cached sampler with a bounded cache
@@ -41,9 +42,8 @@ draw without the speech. `sample_iter(..., guidance=g)` runs the frame transform
 two rows that share the drawn codes (with the audio, with `null_audio`) and draws from
 uncond + g × (cond − uncond) logits: g = 1 is the prior as trained, g > 1 pushes the codes
 towards what the speech explains. Why: the mouth is a few of 448 codes a frame and the prior's
-own sample follows the audio only loosely (generated LSE-C 39 % of the ground truth's at g = 1,
-74 % at g = 5 on the default corpus); the difference between the two predictions is exactly
-the part the audio decides. The sync loss always pairs frames with the real audio.
+own sample follows the audio only loosely; the difference between the two predictions is
+exactly the part the audio decides. The sync loss always pairs frames with the real audio.
 
 Sampling streams: `sample_iter` yields one frame of codes at a time, reading the mel through a
 callable and encoding the audio in chunks (with the encoder's receptive field as overlap), so
@@ -52,53 +52,63 @@ memory does not grow with the audio's length; `sample` collects it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from nwt.constants import MELS_PER_FRAME, N_MELS
-from nwt.models.audio_encoder import AudioEncoder, Block, band_mask, rope_angles
+from nwt.constants import MELS_PER_FRAME
+from nwt.models.audio_encoder import MLP_RATIO, AudioEncoder, Block, band_mask, rope_angles
+from nwt.models.dims import migrate_dims
 from nwt.models.mar_head import MARHead
 from nwt.models.style import StyleEncoder
 
 MODES = ("far", "mar")
 
 
+# what checkpoints written before a field existed were built with (see migrate_prior_dims)
+LEGACY_PRIOR_DIMS = {"null_audio": False, "sync_dim": 0, "audio_skip": 0, "style_dim": 0, "style_hidden": 64,
+                     "mar_layers": 2, "mar_dim": 64, "mar_heads": 2}
+# former fields, now constants of the architecture: a checkpoint may carry them at these values
+FIXED_PRIOR_DIMS = {"mlp_ratio": MLP_RATIO}
+
+
 @dataclass
 class PriorDims:
-    mode: str = "far"  # far (whole frame per step) | mar (one code per step inside a frame)
-    layers: int = 4  # frame transformer depth
-    dim: int = 256  # width of frame and audio transformers
-    heads: int = 4  # attention heads
-    audio_layers: int = 2  # non-causal transformer layers of the audio encoder
-    audio_window: int = 8  # audio attention: frames either side, per layer
-    context_frames: int = 50  # frame transformer attends to this many frames (itself included)
-    grid_h: int = 16  # code grid (from the token data)
-    grid_w: int = 14
-    code_heads: int = 2  # memcode heads per position (from the token data)
-    num_codes: int = 256  # codes per head (from the token data)
-    n_episodes: int = 1  # episode embedding has n_episodes + 1 rows, the last is <unk>
-    n_mels: int = N_MELS
-    code_dim: int = 16  # per-code embedding width before the per-position projection
-    spatial_dim: int = 32  # width of the per-position output head (MAR: of its per-position condition)
-    mlp_ratio: int = 4
+    """Every field is a `prior` params key or comes from the data: the code grid (`grid_h`,
+    `grid_w`, `code_heads`, `num_codes`, from the tokens), `n_episodes`, `n_mels` (the token
+    clips' mel bins) and `null_audio` (trained with prior.audio_dropout > 0)."""
+
+    mode: str  # far (whole frame per step) | mar (one code per step inside a frame)
+    layers: int  # frame transformer depth
+    dim: int  # width of frame and audio transformers
+    heads: int  # attention heads
+    audio_layers: int  # non-causal transformer layers of the audio encoder
+    audio_window: int  # audio attention: frames either side, per layer
+    context_frames: int  # frame transformer attends to this many frames (itself included)
+    grid_h: int  # code grid (from the token data)
+    grid_w: int
+    code_heads: int  # memcode heads per position (from the token data)
+    num_codes: int  # codes per head (from the token data)
+    n_episodes: int  # episode embedding has n_episodes + 1 rows, the last is <unk>
+    n_mels: int  # mel bins of the audio input (from the token data)
+    code_dim: int  # per-code embedding width before the per-position projection
+    spatial_dim: int  # width of the per-position output head (MAR: of its per-position condition)
     # logits = logit_scale × (output layer): the same as a larger init and learning rate of the
-    # output layer; lets a few-hundred-step CPU run reach sharp code distributions (measured:
-    # 3.2 vs 6.5 bits/code after 30 steps at lr 3e-3)
-    logit_scale: float = 4.0
-    sync_dim: int = 0  # audio–frame contrastive embedding width (0: no sync loss)
-    audio_skip: int = 0  # FAR: rank of a direct audio → per-position head input (0: audio only via the frame transformer)
-    style_dim: int = 0  # unlabelled Gaussian style latent (0: none)
-    null_audio: bool = False  # a learned "no audio" encoding (trained by forward's audio_dropout): guidance's unconditional input
-    style_hidden: int = 64  # width of the reference encoder
+    # output layer; lets a few-hundred-step CPU run reach sharp code distributions
+    logit_scale: float
+    sync_dim: int  # audio–frame contrastive embedding width (0: no sync loss)
+    audio_skip: int  # FAR: rank of a direct audio → per-position head input (0: audio only via the frame transformer)
+    style_dim: int  # unlabelled Gaussian style latent (0: none)
+    null_audio: bool  # a learned "no audio" encoding (trained by forward's audio_dropout): guidance's uncond input
+    style_hidden: int  # width of the reference encoder
     # MAR head (mode "mar" only): causal transformer over the H'·W'·heads codes of a frame
-    mar_layers: int = 2
-    mar_dim: int = 64
-    mar_heads: int = 2  # 2 × 32 rather than 4 × 16: ≈25 % faster training on CPU (448-token attention)
+    mar_layers: int
+    mar_dim: int
+    mar_heads: int
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -107,7 +117,8 @@ class PriorDims:
             raise ValueError("context_frames must be ≥ 1")
         if self.style_dim < 0 or self.sync_dim < 0:
             raise ValueError("style_dim and sync_dim must be ≥ 0")
-        if self.mode == "mar" and (self.mar_layers < 1 or self.mar_dim % self.mar_heads or (self.mar_dim // self.mar_heads) % 2):
+        if self.mode == "mar" and (self.mar_layers < 1 or self.mar_dim % self.mar_heads
+                                   or (self.mar_dim // self.mar_heads) % 2):
             raise ValueError("mar_layers must be ≥ 1 and mar_dim split into mar_heads heads of even size")
 
     @property
@@ -115,7 +126,22 @@ class PriorDims:
         return self.grid_h * self.grid_w
 
     def to_dict(self) -> dict:
+        """What a checkpoint saves (plain types, weights_only-loadable)."""
         return asdict(self)
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict) -> PriorDims:
+        """A checkpoint's dims dict, of this layout or an older one (`migrate_prior_dims`)."""
+        return cls(**migrate_prior_dims(saved))
+
+
+def migrate_prior_dims(saved: dict) -> dict:
+    """A saved PriorDims dict → keyword arguments of today's PriorDims. Checkpoints written before
+    a field existed were built without what it adds: no `null_audio` (False), no sync loss,
+    audio skip or style latent (`sync_dim` / `audio_skip` / `style_dim` 0), a reference encoder
+    64 wide (`style_hidden`), and the MAR head's 2 layers × 64 wide × 2 heads. A saved
+    `mlp_ratio` must be MLP_RATIO (it is a constant now) and is dropped. Unknown keys are an error."""
+    return migrate_dims(saved, PriorDims, added=LEGACY_PRIOR_DIMS, fixed=FIXED_PRIOR_DIMS)
 
 
 class Prior(nn.Module):
@@ -123,7 +149,7 @@ class Prior(nn.Module):
         super().__init__()
         self.dims = d = dims
         D, P, S, K = d.dim, d.positions, d.spatial_dim, d.num_codes
-        self.audio = AudioEncoder(D, d.audio_layers, d.heads, d.audio_window, d.n_mels, d.mlp_ratio)
+        self.audio = AudioEncoder(D, d.audio_layers, d.heads, d.audio_window, d.n_mels, MLP_RATIO)
         self.audio_proj = nn.Linear(D, D)
         # previous frame → one vector: code embedding per head, flattened over positions, projected
         self.code_embed = nn.Embedding(d.code_heads * K, d.code_dim)
@@ -142,11 +168,11 @@ class Prior(nn.Module):
             self.sync_audio = nn.Linear(D, d.sync_dim)
             self.sync_frame = nn.Linear(P * d.code_heads * d.code_dim, d.sync_dim)
             self.sync_logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
-        self.blocks = nn.ModuleList(Block(D, d.heads, d.mlp_ratio) for _ in range(d.layers))
+        self.blocks = nn.ModuleList(Block(D, d.heads, MLP_RATIO) for _ in range(d.layers))
         self.norm = nn.LayerNorm(D)
         if d.mode == "mar":  # the only difference between the modes: the head after the frame transformer
             self.mar = MARHead(D, d.grid_h, d.grid_w, d.code_heads, K, S, d.mar_dim, d.mar_layers, d.mar_heads,
-                               d.mlp_ratio, d.logit_scale)
+                               d.logit_scale, MLP_RATIO)
             return
         # FAR spatial head: frame vector → every position × head of the frame, in parallel
         self.spatial_in = nn.Linear(D, P * S)
@@ -163,7 +189,7 @@ class Prior(nn.Module):
             nn.init.zeros_(self.audio_skip[1].weight)
             nn.init.zeros_(self.audio_skip[1].bias)
         self.spatial_mlp = nn.Sequential(
-            nn.LayerNorm(S), nn.Linear(S, d.mlp_ratio * S), nn.GELU(), nn.Linear(d.mlp_ratio * S, S)
+            nn.LayerNorm(S), nn.Linear(S, MLP_RATIO * S), nn.GELU(), nn.Linear(MLP_RATIO * S, S)
         )
         self.spatial_norm = nn.LayerNorm(S)
         self.spatial_out = nn.Linear(S, d.code_heads * K)
@@ -183,7 +209,8 @@ class Prior(nn.Module):
         d = self.dims
         values = torch.as_tensor(values, dtype=torch.float32)
         if tuple(values.shape[:2]) != (d.code_heads, d.num_codes):
-            raise ValueError(f"codebook values {tuple(values.shape)} do not match {d.code_heads} heads × {d.num_codes} codes")
+            raise ValueError(f"codebook values {tuple(values.shape)} do not match "
+                             f"{d.code_heads} heads × {d.num_codes} codes")
 
         coords = []  # per head (K, r): principal coordinates of its centred values, leading first
         for v in values:  # (K, dv)
@@ -230,7 +257,8 @@ class Prior(nn.Module):
         per position, MAR (B, T, N, mar_dim) per code."""
         return self.embed_skip(codes) if self.dims.mode == "far" else self.mar.embed_skip(codes)
 
-    def head(self, h: torch.Tensor, skip: torch.Tensor, codes: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:
+    def head(self, h: torch.Tensor, skip: torch.Tensor, codes: torch.Tensor,
+             audio: torch.Tensor | None = None) -> torch.Tensor:
         """Frame states (B, T, D) → logits (B, T, H', W', heads, K); MAR teacher-forces `codes`
         (the frames' own codes) inside each frame, FAR does not read them. `audio` (B, T, D):
         the audio encoding, for FAR's `audio_skip`."""
@@ -327,8 +355,8 @@ class Prior(nn.Module):
         heads), audio (B, T, D) → 0-d loss (nats).
 
         Why: the mouth is a few of a frame's 448 codes, so the next-code loss barely rewards
-        listening and the prior learns to copy the previous frame (measured: NLL with shuffled
-        audio equal to 4 decimals). Other frames of the same window share the look, the framing
+        listening and the prior learns to copy the previous frame and ignore the audio. Other
+        frames of the same window share the look, the framing
         and the episode; what tells them apart and can be heard is the mouth. Matching them
         trains the audio encoder to say what the mouth is doing, which the frame transformer
         then has at hand (SyncNet's objective, applied to the prior's own encoder)."""
@@ -442,10 +470,10 @@ class Prior(nn.Module):
         frame transformer keeps a KV cache of the last `context_frames` frames — the same
         sliding window it was trained with, so there is no window border to show as a seam.
 
-        On CPU the per-frame ops are too small to split across threads: each step runs with
-        `cpu_threads` intra-op threads (measured on the shared 2-core machine: 1 thread ≈ 90
-        frames/s, 2 threads ≈ 10 frames/s under load) and the caller's setting is restored
-        while it holds the frame; None keeps torch's setting.
+        On CPU the per-frame ops are too small to split across threads (on a loaded 2-core machine
+        one thread runs several times faster than two): each step runs with `cpu_threads`
+        intra-op threads and the caller's setting is restored while it holds the frame; None
+        keeps torch's setting.
 
         `guidance` g ≠ 1 (needs `null_audio`): every step runs a batch of two rows, with the
         audio and with the learned "no audio" input, sharing the drawn codes and the KV cache's
@@ -456,19 +484,12 @@ class Prior(nn.Module):
         threads = cpu_threads if dev.type == "cpu" and cpu_threads is not None else None
         context = context_frames or d.context_frames
         chunk = max(1, int(audio_chunk_frames))
-        margin = self.audio.receptive_frames()
         gen = torch.Generator(device=dev).manual_seed(int(seed))
-        ep = self.episode(torch.tensor([self.episode_row(episode_index)], device=dev))  # (1, D)
-        bias = ep[:, None]  # (1, 1, D): everything added to every frame input but prev + audio
-        if d.style_dim > 0:
-            z = torch.zeros(d.style_dim) if style is None else torch.as_tensor(style)
-            bias = bias + self.style_proj(z.to(device=dev, dtype=dtype).reshape(1, 1, d.style_dim))
-        elif style is not None:
-            raise ValueError("this prior was trained without a style latent (style_dim: 0)")
+        bias = self._frame_bias(episode_index, style, dev, dtype)
         guided = guidance != 1.0
         if guided and not d.null_audio:
-            raise ValueError(f"guidance {guidance} needs a prior trained with a 'no audio' input (prior.audio_dropout > 0); "
-                             "this one has none: retrain it, or sample with guidance 1")
+            raise ValueError(f"guidance {guidance} needs a prior trained with a 'no audio' input "
+                             "(prior.audio_dropout > 0); this one has none: retrain it, or sample with guidance 1")
 
         def guide(logits: torch.Tensor) -> torch.Tensor:  # (1 or 2, ...) → (...)
             return logits[1] + guidance * (logits[0] - logits[1]) if guided else logits[0]
@@ -477,7 +498,6 @@ class Prior(nn.Module):
         prev = self.start.view(1, 1, -1)
         skip_shape = (d.positions, d.spatial_dim) if d.mode == "far" else (self.mar.tokens, d.mar_dim)
         skip = torch.zeros(1, 1, *skip_shape, device=dev, dtype=dtype)  # no previous frame at t=0
-        hd = d.dim // d.heads
         audio = audio_in = None
         a_start, a_stop = 0, 0
         for t in range(int(n_frames)):
@@ -487,27 +507,15 @@ class Prior(nn.Module):
             try:
                 if t >= a_stop:  # next audio chunk, with real context either side
                     a_start, a_stop = t, min(t + chunk, n_frames)
-                    lo, hi = max(0, a_start - margin), min(n_frames, a_stop + margin)
-                    mel = torch.as_tensor(mel_fn(lo, hi), device=dev, dtype=dtype)
-                    if mel.shape[0] != (hi - lo) * MELS_PER_FRAME:
-                        raise ValueError(f"mel_fn({lo}, {hi}) gave {mel.shape[0]} mel frames, want {(hi - lo) * MELS_PER_FRAME}")
-                    audio = self.audio(mel[None])[:, a_start - lo : a_stop - lo]  # (1, chunk, D)
-                    if guided:  # row 1: the unconditional twin, heard nothing
-                        audio = torch.cat([audio, self.null_audio.to(dtype).expand_as(audio)])  # (2, chunk, D)
-                    audio_in = self.audio_proj(audio)
+                    audio, audio_in = self._audio_chunk(mel_fn, a_start, a_stop, n_frames, guided, dtype)
                 a_t = audio[:, t - a_start : t - a_start + 1]  # (1, 1, D)
                 x = prev + audio_in[:, t - a_start : t - a_start + 1] + bias  # (1, 1, D)
-                cos, sin = rope_angles(torch.tensor([t], device=dev), hd)
-                for block, cache in zip(self.blocks, caches):
-                    if cache.get("k") is not None and cache["k"].shape[2] >= context:
-                        cache["k"] = cache["k"][:, :, -(context - 1) :] if context > 1 else None
-                        cache["v"] = cache["v"][:, :, -(context - 1) :] if context > 1 else None
-                    x = block(x, cos, sin, cache=cache)
+                h = self._cached_frame_step(x, t, caches, context)  # (1 or 2, 1, D)
                 if d.mode == "far":
-                    logits = guide(self.spatial(self.norm(x), skip, a_t)[:, 0])  # (H', W', heads, K)
+                    logits = guide(self.spatial(h, skip, a_t)[:, 0])  # (H', W', heads, K)
                     codes = sample_logits(logits, temperature, top_k, top_p, gen)  # (H', W', heads)
                 else:  # one code at a time, H'·W'·heads steps
-                    codes = self.mar.sample(self.norm(x)[:, 0], skip[0],
+                    codes = self.mar.sample(h[:, 0], skip[0],
                                             lambda lg: sample_logits(guide(lg)[None], temperature, top_k, top_p, gen))
                 prev = self.embed_frames(codes[None, None])  # (1, 1, D)
                 skip = self.skip_input(codes[None, None])  # (1, 1, P, S); MAR: (1, 1, N, mar_dim)
@@ -515,6 +523,45 @@ class Prior(nn.Module):
                 if threads:
                     torch.set_num_threads(before)
             yield codes
+
+    def _frame_bias(self, episode_index: int | None, style: torch.Tensor | None, dev, dtype) -> torch.Tensor:
+        """(1, 1, D): what sampling adds to every frame input besides the previous frame and the
+        audio — the episode embedding and, for a prior with a style latent, style_proj(z)."""
+        d = self.dims
+        ep = self.episode(torch.tensor([self.episode_row(episode_index)], device=dev))  # (1, D)
+        bias = ep[:, None]
+        if d.style_dim > 0:
+            z = torch.zeros(d.style_dim) if style is None else torch.as_tensor(style)
+            bias = bias + self.style_proj(z.to(device=dev, dtype=dtype).reshape(1, 1, d.style_dim))
+        elif style is not None:
+            raise ValueError("this prior was trained without a style latent (style_dim: 0)")
+        return bias
+
+    def _audio_chunk(self, mel_fn: Callable[[int, int], torch.Tensor], start: int, stop: int, n_frames: int,
+                     guided: bool, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The audio encoding of frames [start, stop), encoded with the encoder's receptive field
+        of real context either side, and its projection: (R, stop - start, D) each, R = 2 with
+        guidance (row 1: the unconditional twin, which heard nothing)."""
+        margin = self.audio.receptive_frames()
+        lo, hi = max(0, start - margin), min(n_frames, stop + margin)
+        mel = torch.as_tensor(mel_fn(lo, hi), device=self.start.device, dtype=dtype)
+        if mel.shape[0] != (hi - lo) * MELS_PER_FRAME:
+            raise ValueError(f"mel_fn({lo}, {hi}) gave {mel.shape[0]} mel frames, want {(hi - lo) * MELS_PER_FRAME}")
+        audio = self.audio(mel[None])[:, start - lo : stop - lo]  # (1, chunk, D)
+        if guided:
+            audio = torch.cat([audio, self.null_audio.to(dtype).expand_as(audio)])  # (2, chunk, D)
+        return audio, self.audio_proj(audio)
+
+    def _cached_frame_step(self, x: torch.Tensor, t: int, caches: list[dict], context: int) -> torch.Tensor:
+        """Frame t's input (R, 1, D) through the frame transformer with KV caches trimmed to the
+        last `context` - 1 frames (the sliding window of training) → normed state (R, 1, D)."""
+        cos, sin = rope_angles(torch.tensor([t], device=x.device), self.dims.dim // self.dims.heads)
+        for block, cache in zip(self.blocks, caches):
+            if cache.get("k") is not None and cache["k"].shape[2] >= context:
+                cache["k"] = cache["k"][:, :, -(context - 1) :] if context > 1 else None
+                cache["v"] = cache["v"][:, :, -(context - 1) :] if context > 1 else None
+            x = block(x, cos, sin, cache=cache)
+        return self.norm(x)
 
 
 def sample_logits(

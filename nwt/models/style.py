@@ -20,7 +20,7 @@ REF_CODE_DIM = 4  # per-code embedding width: the frame vector is positions × h
 
 
 class StyleEncoder(nn.Module):
-    def __init__(self, code_heads: int, num_codes: int, positions: int, style_dim: int, hidden: int = 64):
+    def __init__(self, code_heads: int, num_codes: int, positions: int, style_dim: int, hidden: int):
         super().__init__()
         self.code_heads, self.num_codes = code_heads, num_codes
         self.embed = nn.Embedding(code_heads * num_codes, REF_CODE_DIM)

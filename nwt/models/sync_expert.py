@@ -3,15 +3,16 @@
 Two streams, each ending in an L2-normalised embedding (after Chung & Zisserman 2016, "Out of
 time", and Wav2Lip's expert discriminator):
 
-- video: 5 consecutive frames of the mouth region, grey, stacked as channels. The region is a
-  fixed box of the 256×224 face crop, `crop_rows` × `crop_cols` (fractions), downscaled to
-  `height` × `width`. The faces stage centres every crop on the face (face height = crop height
-  / face_scale, 2 by default), so the box is the lower half of the face: nose tip to chin, cheek
-  to cheek (rows 0.375–0.75 = 96 px, columns 0.25–0.75 = 112 px → 48×56 grey by default; the
-  mouth sits around rows 0.48–0.60, columns 0.38–0.62). Grey because mouth opening is a
-  brightness pattern (dark interior, light teeth) and it keeps the stream cheap on a CPU.
-- audio: the matching 20 log-mel frames (4 per video frame, `nwt.models.audio_features.log_mel`)
-  × 80 bins, as a 1-D convolution over time with the bins as channels.
+- video: SYNC_WINDOW consecutive frames of the mouth region, grey, stacked as channels. The
+  region is a fixed box of the 256×224 face crop, MOUTH_BOX_ROWS × MOUTH_BOX_COLS (fractions),
+  downscaled to `height` × `width`. The faces stage centres every crop on the face (face height
+  = crop height / faces.face_scale), so the box is the lower half of the face: nose tip to chin,
+  cheek to cheek (rows 0.375–0.75 = 96 px, columns 0.25–0.75 = 112 px; the mouth sits around
+  rows 0.48–0.60, columns 0.38–0.62). Grey because mouth opening is a brightness pattern (dark
+  interior, light teeth) and it keeps the stream cheap on a CPU.
+- audio: the matching 20 log-mel frames (MELS_PER_FRAME per video frame,
+  `nwt.models.audio_features.log_mel`) × N_MELS bins, as a 1-D convolution over time with the
+  bins as channels.
 
 Distances between the two embeddings (Euclidean, in [0, 2]) are what LSE-D / LSE-C measure
 (`nwt.eval.lipsync`). `SyncDims` is saved as a dict in every checkpoint, so
@@ -20,7 +21,7 @@ Distances between the two embeddings (Euclidean, in [0, 2]) are what LSE-D / LSE
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
@@ -28,46 +29,72 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nwt.checkpoint import load_checkpoint
 from nwt.constants import MELS_PER_FRAME, N_MELS, Timing
 from nwt.models.audio_features import log_mel
+from nwt.models.dims import migrate_dims
 
 GREY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma
+SYNC_WINDOW = 5  # video frames per sync window (0.2 s at 25 fps; syncnet_python's definition)
+MOUTH_BOX_ROWS = (0.375, 0.75)  # the box the video stream sees, fractions of the crop height
+MOUTH_BOX_COLS = (0.25, 0.75)  # ... and of its width
+# former SyncDims fields, now constants: a checkpoint may carry them at these values (migrate_sync_dims)
+FIXED_SYNC_DIMS = {"window": SYNC_WINDOW, "mels_per_frame": MELS_PER_FRAME, "n_mels": N_MELS,
+                   "crop_rows": MOUTH_BOX_ROWS, "crop_cols": MOUTH_BOX_COLS}
 
 
 @dataclass
 class SyncDims:
-    window: int = 5  # video frames per sync window (0.2 s at 25 fps)
-    mels_per_frame: int = MELS_PER_FRAME  # log-mel frames per video frame (window × this = 20)
-    n_mels: int = N_MELS
-    crop_rows: tuple[float, float] = (0.375, 0.75)  # mouth box, fractions of the crop height
-    crop_cols: tuple[float, float] = (0.25, 0.75)  # ... and of its width
-    height: int = 48  # the box is resized to height × width grey pixels
-    width: int = 56
-    channels: int = 32  # video stem width (doubles at each of the stride-2 stages, up to 4×)
-    audio_channels: int = 128  # audio conv width
-    embed_dim: int = 128  # embedding size of both streams
-    dropout: float = 0.0  # on the pooled features before each stream's head (training only)
+    """Every field is a `train_sync` params key."""
+
+    height: int  # the mouth box is resized to height × width grey pixels
+    width: int
+    channels: int  # video stem width (doubles at each of the stride-2 stages, up to 4×)
+    audio_channels: int  # audio conv width
+    embed_dim: int  # embedding size of both streams
+    dropout: float  # on the pooled features before each stream's head (training only)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["crop_rows"], d["crop_cols"] = list(self.crop_rows), list(self.crop_cols)
-        return d
+        """What a checkpoint saves (plain types, weights_only-loadable)."""
+        return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SyncDims":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown SyncDims keys {sorted(unknown)}")
-        d = dict(d)
-        for k in ("crop_rows", "crop_cols"):
-            if k in d:
-                d[k] = tuple(float(v) for v in d[k])
-        return cls(**d)
+    def from_checkpoint(cls, saved: dict) -> SyncDims:
+        """A checkpoint's dims dict, of this layout or an older one (`migrate_sync_dims`)."""
+        return cls(**migrate_sync_dims(saved))
+
+    # fixed by the architecture (constants), here for code that reads them off the dims
+    @property
+    def window(self) -> int:
+        return SYNC_WINDOW
+
+    @property
+    def mels_per_frame(self) -> int:
+        return MELS_PER_FRAME
+
+    @property
+    def n_mels(self) -> int:
+        return N_MELS
+
+    @property
+    def crop_rows(self) -> tuple[float, float]:
+        return MOUTH_BOX_ROWS
+
+    @property
+    def crop_cols(self) -> tuple[float, float]:
+        return MOUTH_BOX_COLS
 
     @property
     def audio_frames(self) -> int:
-        return self.window * self.mels_per_frame  # 20
+        return SYNC_WINDOW * MELS_PER_FRAME  # 20
+
+
+def migrate_sync_dims(saved: dict) -> dict:
+    """A saved SyncDims dict → keyword arguments of today's SyncDims. Older checkpoints saved the
+    window, mel frames per video frame, mel bins and mouth box too; they must equal today's
+    constants (SYNC_WINDOW, MELS_PER_FRAME, N_MELS, MOUTH_BOX_ROWS / COLS) and are dropped.
+    Unknown keys are an error."""
+    return migrate_dims(saved, SyncDims, added={}, fixed=FIXED_SYNC_DIMS)
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -84,7 +111,7 @@ class SyncExpert(nn.Module):
         self.dims = dims
         c = dims.channels
         widths = [c, c, 2 * c, 4 * c, 4 * c]
-        layers = [_conv_bn(dims.window, widths[0], 2), _conv_bn(widths[0], widths[1], 1)]  # 24×28
+        layers = [_conv_bn(SYNC_WINDOW, widths[0], 2), _conv_bn(widths[0], widths[1], 1)]  # 24×28
         for w_in, w_out in zip(widths[1:-1], widths[2:]):
             layers.append(_conv_bn(w_in, w_out, 2))  # 12×14 → 6×7 → 3×4
         self.video = nn.Sequential(*layers)
@@ -92,20 +119,15 @@ class SyncExpert(nn.Module):
         self.video_head = nn.Linear(widths[-1] * 2, dims.embed_dim)  # mean- and max-pooled features
         a = dims.audio_channels
         self.audio = nn.Sequential(
-            _conv1d_bn(dims.n_mels, a, 1),  # 20
+            _conv1d_bn(N_MELS, a, 1),  # 20
             _conv1d_bn(a, a, 1),
             _conv1d_bn(a, 2 * a, 2),  # 10
             _conv1d_bn(2 * a, 2 * a, 2),  # 5
         )
         self.audio_head = nn.Linear(2 * a * ((dims.audio_frames + 3) // 4), dims.embed_dim)
 
-    @property
-    def window(self) -> int:
-        return self.dims.window
-
-    @property
-    def mels_per_frame(self) -> int:
-        return self.dims.mels_per_frame
+    window = SYNC_WINDOW  # the SyncScorer interface (nwt.eval.lipsync)
+    mels_per_frame = MELS_PER_FRAME
 
     # ------------------------------------------------------------ front ends (numpy → tensors)
     def frames_to_input(self, frames: np.ndarray) -> torch.Tensor:
@@ -113,22 +135,19 @@ class SyncExpert(nn.Module):
         return torch.from_numpy(mouth_crops(frames, self.dims))
 
     def audio_to_input(self, audio: np.ndarray | torch.Tensor, timing: Timing) -> torch.Tensor:
-        """(S,) audio → (S // mel_hop, n_mels) log-mel, `mels_per_frame` rows per video frame."""
-        if self.dims.mels_per_frame != MELS_PER_FRAME:
-            raise ValueError(f"this expert expects {self.dims.mels_per_frame} mel frames per video frame, "
-                             f"log_mel gives {MELS_PER_FRAME}")
+        """(S,) audio → (S // mel_hop, N_MELS) log-mel, MELS_PER_FRAME rows per video frame."""
         return log_mel(audio, timing)
 
     # ------------------------------------------------------------ streams
     def forward_video(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, window, height, width) uint8 or float in [0, 255] → (N, embed_dim), unit norm."""
+        """(N, SYNC_WINDOW, height, width) uint8 or float in [0, 255] → (N, embed_dim), unit norm."""
         x = x.float() / 127.5 - 1.0
         h = self.video(x)  # (N, C, 3, 4)
         h = torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
         return F.normalize(self.video_head(self.drop(h)), dim=-1)
 
     def forward_audio(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, window × mels_per_frame, n_mels) log-mel → (N, embed_dim), unit norm."""
+        """(N, SYNC_WINDOW × MELS_PER_FRAME, N_MELS) log-mel → (N, embed_dim), unit norm."""
         h = self.audio(x.float().transpose(1, 2))  # (N, C, 5)
         return F.normalize(self.audio_head(self.drop(h.flatten(1))), dim=-1)
 
@@ -144,8 +163,8 @@ def mouth_crops(frames: np.ndarray, dims: SyncDims, margin: int = 0) -> np.ndarr
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected (T, H, W, 3) RGB frames, got shape {frames.shape}")
     t, h, w, _ = frames.shape
-    r0, r1 = int(round(dims.crop_rows[0] * h)), int(round(dims.crop_rows[1] * h))
-    c0, c1 = int(round(dims.crop_cols[0] * w)), int(round(dims.crop_cols[1] * w))
+    r0, r1 = int(round(MOUTH_BOX_ROWS[0] * h)), int(round(MOUTH_BOX_ROWS[1] * h))
+    c0, c1 = int(round(MOUTH_BOX_COLS[0] * w)), int(round(MOUTH_BOX_COLS[1] * w))
     mr, mc = int(round(margin * (r1 - r0) / dims.height)), int(round(margin * (c1 - c0) / dims.width))
     rows = np.clip(np.arange(r0 - mr, r1 + mr), 0, h - 1)
     cols = np.clip(np.arange(c0 - mc, c1 + mc), 0, w - 1)
@@ -159,12 +178,11 @@ def mouth_crops(frames: np.ndarray, dims: SyncDims, margin: int = 0) -> np.ndarr
 
 def load_sync_expert(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[SyncExpert, Timing]:
     """Rebuild the expert from `sync.pt` alone (weights_only load), in eval mode, with its Timing."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    ckpt = load_checkpoint(path, map_location=map_location)
     if "dims" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{path} is not a sync expert checkpoint (no dims/state_dict); "
                          "for the official syncnet_v2.model use nwt.eval.lipsync.load_scorer")
-    model = SyncExpert(SyncDims.from_dict(ckpt["dims"]))
+    model = SyncExpert(SyncDims.from_checkpoint(ckpt["dims"]))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
-    t = ckpt.get("timing", {})
-    return model, Timing(int(t.get("fps", 25)), int(t.get("sample_rate", 16000)))
+    return model, Timing.from_checkpoint(ckpt, path)

@@ -19,7 +19,7 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
 
 def adamw(params, lr: float, betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.01
           ) -> torch.optim.Optimizer:
-    """AdamW, fused where the build supports it (≈10× faster on a loaded CPU, DESIGN.md).
+    """AdamW, fused where the build supports it (one kernel for all parameters: much faster on a CPU).
 
     `params` may be parameter groups with their own weight_decay."""
     try:

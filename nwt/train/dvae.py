@@ -1,13 +1,12 @@
 """dVAE-Adv training: reconstruction + (late) adversarial loss, resumable, optionally DDP.
 
-`train_dvae(cfg, shard_dir, ckpt_dir, report_dir, episode_ids, unseen_ids)` trains on random
+`train_dvae(p, timing, shard_dir, ckpt_dir, report_dir, episode_ids, unseen_ids)` trains on random
 frames of the `train` shards and returns the metrics dict that the stage writes as
 `reports/train_dvae/metrics.json`.
 
 - Patch training: each step sees a random `crop_height`×`crop_width` window of each frame (corner
-  on the code grid); validation and export use whole frames. On the 2-core CPU 128×112 windows
-  at batch 8 gave ≈29 dB where whole frames at the same pixel throughput (4× fewer steps) gave
-  ≈26.6 (calibration runs, README).
+  on the code grid); validation and export use whole frames. At equal compute a window gives
+  several times the optimiser steps of a whole frame (docs/experiments.md has the calibration).
 
 - Two phases. Joint (the first 1 − `decoder_phase_fraction` of the steps): everything trains on
   L1 + `mse_weight`·MSE through straight-through Gumbel codes; after `adv_start_fraction` of this
@@ -16,7 +15,7 @@ frames of the `train` shards and returns the metrics dict that the stage writes 
   and the episode embedding alone train on the *argmax* codes — encoder and codebook frozen, run
   without a graph (a step costs ≈⅓ less) — with the adversarial terms at
   `decoder_phase_adv_weight`. Why: on sampled codes the decoder hedges between codes the noise
-  swaps, and stronger adversarial weights bought little sharpness (≤ 0.27, README); on the fixed codes that eval and
+  swaps, and stronger adversarial weights bought little sharpness; on the fixed codes that eval and
   tokenize use it specialises (PSNR rises) and the critic can make it commit (sharpness rises).
 - AdamW (fused where supported), grad-norm clipping, an EMA of the weights that is what gets
   evaluated and exported (decay `ema_decay`, `decoder_phase_ema_decay` in the decoder phase: a
@@ -24,7 +23,7 @@ frames of the `train` shards and returns the metrics dict that the stage writes 
   cosine to `min_lr_fraction`·lr that ends where the decoder phase starts (what it freezes is
   annealed); the decoder phase has its own cosine from `decoder_phase_lr`, fresh Adam moments
   with β = (0.5, 0.9), and a constant critic LR `disc_lr` (with the joint phase's moments the
-  first adversarial gradients blew the decoder up: sharpness 6, 19 dB).
+  first adversarial gradients blew the decoder up).
 - Episodes: frames are FiLM-conditioned on their episode; `episode_dropout` of them get the
   `<unk>` row instead, so that row is a trained "average look" for unseen episodes.
 - Codebook: every `restart_every` steps (until `restart_until_fraction` of training) codes that
@@ -42,7 +41,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import time
 import warnings
 from dataclasses import asdict
@@ -55,78 +53,68 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from nwt.constants import Timing
 from nwt.atomic import atomic_path
+from nwt.constants import CROP_H, CROP_W, Timing
 from nwt.data.shards import iter_clips, random_frames, shard_paths
 from nwt.eval.metrics import psnr_db, sharpness_ratio, ssim
 from nwt.models.discriminator import MultiScaleDiscriminator, d_hinge_loss, feature_matching_loss, g_hinge_loss
 from nwt.models.dvae import DVAE, DVAEDims
 from nwt.models.memcodes import Memcodes
+from nwt.params import TrainDVAEParams, as_dict
 from nwt.precision import autocast, warn_if_cpu_bf16_emulated
 from nwt.train.common import adamw, lr_factor
-from nwt.checkpoint import (
-    files_fingerprint,
-    fingerprint,
-    source_fingerprint,
-    load_for_resume,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
+from nwt.train.loop import (
+    Checkpoints,
+    ProcessGroup,
+    StepLoop,
+    join_process_group,
+    log_metrics,
+    open_live,
+    run_fingerprint,
+    wrap_ddp,
 )
 
 log = logging.getLogger(__name__)
 
 # the code that shapes a checkpoint: a change to any of these starts training afresh
 CODE_MODULES = ("nwt.models.dvae", "nwt.models.memcodes", "nwt.models.discriminator", "nwt.train.dvae",
-                "nwt.train.common")
-
-# Defaults for keys a params section may leave out (params.yaml documents each one).
-DEFAULTS = dict(
-    seed=0, steps=3300, batch_size=8, crop_height=128, crop_width=112, lr=2e-3, weight_decay=0.0, warmup_steps=50,
-    min_lr_fraction=0.05, grad_clip=1.0, ema_decay=0.99, mse_weight=1.0,
-    channels=64, max_mult=4, blocks=1, downsample=16, stem=4, norm="channel", num_codes=256, heads=2, code_dim=128,
-    temperature=0.3, logit_scale=10.0, episode_embedding=True, episode_dim=32, episode_dropout=0.1,
-    restart_every=25, restart_until_fraction=0.7, restart_min_usage=0.1,
-    adv_weight=0.1, fm_weight=1.0, adv_start_fraction=0.8, disc_channels=16, disc_scales=2, disc_lr=4e-4,
-    decoder_phase_fraction=0.4, decoder_phase_adv_weight=2.0, decoder_phase_lr=2e-3,
-    decoder_phase_ema_decay=0.93, cpu_bf16=False,
-    checkpoint_every=200, log_every=20, val_every=550, val_quick_frames=32, val_frame_stride=5,
-    val_max_frames=400, eval_batch_size=16, shuffle_buffer=256,
-)
+                "nwt.train.common", "nwt.train.loop")
+# keys that do not change what a step computes (the rest, `steps` included, shape the schedule)
+RESUME_NEUTRAL_KEYS = ("log_every",)
+DVAE_FILE = "dvae.pt"
 
 
-def _dims_from_cfg(cfg: dict, n_episodes: int) -> DVAEDims:
+def dvae_dims(p: TrainDVAEParams, n_episodes: int) -> DVAEDims:
+    """The DVAEDims of a `train_dvae` params section for `n_episodes` known episodes (256×224 frames)."""
     return DVAEDims(
-        channels=cfg["channels"], max_mult=cfg["max_mult"], blocks=cfg["blocks"], downsample=cfg["downsample"],
-        num_codes=cfg["num_codes"], heads=cfg["heads"], code_dim=cfg["code_dim"], temperature=cfg["temperature"],
-        logit_scale=cfg["logit_scale"], stem=cfg["stem"], norm=cfg["norm"],
-        n_episodes=n_episodes, episode_dim=cfg["episode_dim"], use_episode=bool(cfg["episode_embedding"]),
+        channels=p.channels, max_mult=p.max_mult, blocks=p.blocks, downsample=p.downsample, num_codes=p.num_codes,
+        heads=p.heads, code_dim=p.code_dim, temperature=p.temperature, logit_scale=p.logit_scale, stem=p.stem,
+        norm=p.norm, n_episodes=n_episodes, episode_dim=p.episode_dim, use_episode=p.episode_embedding,
+        height=CROP_H, width=CROP_W,
     )
 
 
-def decoder_phase_start(cfg: dict) -> int:
+def decoder_phase_start(p: TrainDVAEParams) -> int:
     """First step of the decoder phase (= `steps` when there is none)."""
-    if not 0 <= float(cfg["decoder_phase_fraction"]) < 1:
-        raise ValueError(f"train_dvae.decoder_phase_fraction must be in [0, 1), got {cfg['decoder_phase_fraction']}")
-    return int(cfg["steps"]) - int(round(cfg["decoder_phase_fraction"] * int(cfg["steps"])))
+    return p.steps - int(round(p.decoder_phase_fraction * p.steps))
 
 
-def lr_at(step: int, cfg: dict) -> float:
+def lr_at(step: int, p: TrainDVAEParams) -> float:
     """Generator LR. Joint phase: linear warm-up over `warmup_steps`, then cosine from lr to
     `min_lr_fraction`·lr at the decoder phase's start (the encoder and codebook it freezes are
     annealed). Decoder phase: its own cosine from `decoder_phase_lr` to `min_lr_fraction` of it."""
-    start = decoder_phase_start(cfg)
+    start = decoder_phase_start(p)
     if step < start:
-        return cfg["lr"] * lr_factor(step, start, cfg["warmup_steps"], cfg["min_lr_fraction"])
-    return cfg["decoder_phase_lr"] * lr_factor(step - start, int(cfg["steps"]) - start, 0, cfg["min_lr_fraction"])
+        return p.lr * lr_factor(step, start, p.warmup_steps, p.min_lr_fraction)
+    return p.decoder_phase_lr * lr_factor(step - start, p.steps - start, 0, p.min_lr_fraction)
 
 
-def disc_lr_at(step: int, cfg: dict) -> float:
+def disc_lr_at(step: int, p: TrainDVAEParams) -> float:
     """Discriminator LR: follows the generator's joint schedule; constant `disc_lr` in the decoder
     phase (a decaying critic stops keeping up with the decoder it has to push)."""
-    if step < decoder_phase_start(cfg):
-        return cfg["disc_lr"] * lr_at(step, cfg) / cfg["lr"]
-    return cfg["disc_lr"]
+    if step < decoder_phase_start(p):
+        return p.disc_lr * lr_at(step, p) / p.lr
+    return p.disc_lr
 
 
 def to_input(frames: np.ndarray, device) -> torch.Tensor:
@@ -165,7 +153,8 @@ def random_crops(frames: np.ndarray, height: int, width: int, grid: int, rng: np
 
 
 @torch.no_grad()
-def reconstruct(model: DVAE, frames: np.ndarray, episodes: np.ndarray, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
+def reconstruct(model: DVAE, frames: np.ndarray, episodes: np.ndarray, batch_size: int, device
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Eval-mode reconstruction → (uint8 frames (N, H, W, 3), indices (N, H', W', heads))."""
     recs, codes = [], []
     for i in range(0, len(frames), batch_size):
@@ -178,10 +167,12 @@ def reconstruct(model: DVAE, frames: np.ndarray, episodes: np.ndarray, batch_siz
     return np.concatenate(recs), torch.cat(codes).numpy()
 
 
-def evaluate_frames(model: DVAE, frames: np.ndarray, episodes: np.ndarray, batch_size: int, device) -> tuple[dict, np.ndarray]:
+def evaluate_frames(model: DVAE, frames: np.ndarray, episodes: np.ndarray, batch_size: int, device
+                    ) -> tuple[dict, np.ndarray]:
     rec, codes = reconstruct(model, frames, episodes, batch_size, device)
     dims = model.dims
-    counts = torch.stack([torch.bincount(torch.from_numpy(codes[..., k].ravel()).long(), minlength=dims.num_codes) for k in range(dims.heads)])
+    counts = torch.stack([torch.bincount(torch.from_numpy(codes[..., k].ravel()).long(), minlength=dims.num_codes)
+                          for k in range(dims.heads)])
     usage = Memcodes.usage_from_counts(counts.float())
     metrics = {
         "psnr_db": psnr_db(frames, rec),
@@ -230,37 +221,188 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.copy_(b)
 
 
-def _allreduce_grads(module: torch.nn.Module, world_size: int) -> None:
-    for p in module.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= world_size
-
-
-def _dist_setup(device_hint: str | None) -> tuple[int, int, torch.device]:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        dev = device_hint or ("cuda" if torch.cuda.is_available() else "cpu")
-        return 0, 1, torch.device(dev)
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and device_hint != "cpu" else "gloo"
-        dist.init_process_group(backend)
-    rank = dist.get_rank()
-    if torch.cuda.is_available() and device_hint != "cpu":
-        local = int(os.environ.get("LOCAL_RANK", rank))
-        torch.cuda.set_device(local)
-        return rank, world_size, torch.device("cuda", local)
-    return rank, world_size, torch.device("cpu")
-
-
 # ------------------------------------------------------------------------------------ training
+class DVAETraining:
+    """One run's networks, optimisers, data stream and schedule; `step(i)` trains step i."""
+
+    def __init__(self, p: TrainDVAEParams, dims: DVAEDims, group: ProcessGroup, train_paths: list[str],
+                 episode_lookup: torch.Tensor):
+        self.p, self.dims, self.group, self.train_paths = p, dims, group, train_paths
+        self.device = group.device
+        self.episode_lookup = episode_lookup  # shard episode index (n = unknown) → embedding row
+        torch.manual_seed(p.seed)
+        # channels-last: oneDNN's (and cuDNN's) preferred convolution layout, a few per cent faster
+        # steps (`make bench`); the exported weights load into a default-layout model as they are
+        self.model = DVAE(dims).to(self.device, memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(self.model).eval()
+        for q in self.ema.parameters():
+            q.requires_grad_(False)
+        self.disc = MultiScaleDiscriminator(p.disc_scales, p.disc_channels).to(self.device,
+                                                                                 memory_format=torch.channels_last)
+        self.opt_g = adamw(self.model.parameters(), p.lr, (0.9, 0.99), p.weight_decay)
+        self.opt_d = adamw(self.disc.parameters(), p.disc_lr, (0.5, 0.9), 0.0)
+        self.ddp_model: torch.nn.Module = self.model
+        self.decoder_start = decoder_phase_start(p)
+        self.adv_start = int(p.adv_start_fraction * self.decoder_start)  # a share of the joint phase
+        self.restart_until = min(int(p.restart_until_fraction * p.steps), self.decoder_start)
+        self.frames_iter = None
+        self.crop_rng: np.random.Generator | None = None
+        self.pending_logs: dict[str, float] = {}
+
+    # -- state
+    def state(self) -> dict:
+        return {"dims": asdict(self.dims), "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                "disc": self.disc.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.ema.load_state_dict(ckpt["ema"])
+        self.disc.load_state_dict(ckpt["disc"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+
+    def distribute(self, step: int) -> None:
+        """Under torchrun: rank-own Gumbel noise and restarts, DDP generator, rank 0's critic."""
+        if self.group.world <= 1:
+            return
+        torch.manual_seed(data_seed(self.p.seed + 7919 * self.group.rank, step))
+        with warnings.catch_warnings():  # broadcast_buffers=False is still the way to keep rank-local buffers
+            warnings.simplefilter("ignore", FutureWarning)
+            self.ddp_model = wrap_ddp(self.model, self.group, broadcast_buffers=False)
+        for q in self.disc.parameters():
+            dist.broadcast(q.data, 0)
+
+    # -- one step
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x (B, 3, crop_height, crop_width) in [-1, 1] channels-last, embedding rows (B,))."""
+        p, g = self.p, self.group
+        if self.frames_iter is None or step % max(1, p.checkpoint_every) == 0:  # re-created at checkpoints
+            self.frames_iter = random_frames(self.train_paths, p.batch_size, data_seed(p.seed, step), g.rank, g.world,
+                                             buffer_size=p.shuffle_buffer)
+            self.crop_rng = np.random.default_rng(data_seed(p.seed + 1 + g.rank, step))
+        frames, episodes = next(self.frames_iter)
+        frames = random_crops(frames, p.crop_height, p.crop_width, self.dims.downsample, self.crop_rng)
+        x = to_input(frames, self.device).contiguous(memory_format=torch.channels_last)
+        ep = torch.from_numpy(episodes).to(self.device).clamp(0, self.dims.n_episodes)
+        ep = self.episode_lookup[ep]
+        if p.episode_dropout > 0:
+            drop = torch.rand(ep.shape, device=self.device) < p.episode_dropout
+            ep = torch.where(drop, torch.full_like(ep, self.dims.unk_index), ep)
+        return x, ep
+
+    def step(self, step: int) -> dict:
+        """Train step `step` (0-based); returns its losses (tensors) for logging."""
+        p = self.p
+        x, ep = self.batch(step)
+        for group in self.opt_g.param_groups:
+            group["lr"] = lr_at(step, p)
+        decoder_phase = step >= self.decoder_start
+        if step == self.decoder_start and self.decoder_start < p.steps:
+            # the decoder phase is a GAN fine-tune: fresh moments and β = (0.5, 0.9), as the critic's
+            # (the joint phase's annealed second moments would turn the first adversarial
+            # gradients into huge steps). Saved with opt_g, so a resume inside the phase keeps them.
+            self.opt_g.state.clear()
+            for group in self.opt_g.param_groups:
+                group["betas"] = (0.5, 0.9)
+        adv_weight = p.decoder_phase_adv_weight if decoder_phase else p.adv_weight
+        adv_on = adv_weight > 0 and (step >= self.adv_start or decoder_phase)
+        out = self.generator_step(x, ep, decoder_phase, adv_weight if adv_on else 0.0)
+        if adv_on:
+            out["d_loss"] = self.critic_step(step, out.pop("real_out"), out["recon"])
+        done = step + 1
+        ema_decay = p.decoder_phase_ema_decay if decoder_phase else p.ema_decay
+        ema_update(self.ema, self.model, min(ema_decay, (1 + done) / (10 + done)))
+        if p.restart_every and done % p.restart_every == 0 and done <= self.restart_until:
+            self.restart_dead_codes()
+        return out
+
+    def generator_step(self, x: torch.Tensor, ep: torch.Tensor, decoder_phase: bool, adv_weight: float) -> dict:
+        p = self.p
+        out: dict = {}
+        with autocast(self.device, p.cpu_bf16):
+            if decoder_phase:
+                # argmax codes, as eval and tokenize see them; no graph through the frozen encoder
+                # and codebook (≈⅓ cheaper a step). Called on the bare module: gradients are
+                # all-reduced by hand.
+                z, _ = self.model.quantize_argmax(x)  # (B, code_dim, H', W')
+                recon = self.model.decode_features(z, ep)
+                out["stats"] = {}
+            else:
+                recon, _, out["stats"] = self.ddp_model(x, ep)  # (B, 3, H, W)
+            recon = recon.float()
+            out["l1"] = (recon - x).abs().mean()
+            out["mse"] = F.mse_loss(recon, x)
+            loss = out["l1"] + p.mse_weight * out["mse"]
+            if adv_weight > 0:
+                out["real_out"] = self.disc(x)
+                self.disc.requires_grad_(False)
+                fake_out = self.disc(recon)
+                out["g_adv"] = g_hinge_loss(fake_out)
+                out["fm"] = feature_matching_loss(out["real_out"], fake_out)
+                loss = loss + adv_weight * (out["g_adv"] + p.fm_weight * out["fm"])
+                self.disc.requires_grad_(True)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        if decoder_phase:
+            self.group.average_grads(self.model)
+        out["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
+        self.opt_g.step()
+        out["loss"], out["recon"] = loss, recon
+        return out
+
+    def critic_step(self, step: int, real_out, recon: torch.Tensor) -> torch.Tensor:
+        for group in self.opt_d.param_groups:
+            group["lr"] = disc_lr_at(step, self.p)
+        with autocast(self.device, self.p.cpu_bf16):
+            d_loss = d_hinge_loss(real_out, self.disc(recon.detach()))
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.group.average_grads(self.disc)
+        self.opt_d.step()
+        return d_loss
+
+    def restart_dead_codes(self) -> None:
+        mc = self.model.memcodes
+        if self.group.world > 1:
+            dist.all_reduce(mc.code_usage)
+        dead = mc.restart_dead_codes(self.p.restart_min_usage)
+        if self.group.world > 1:
+            dist.broadcast(mc.codes.data, 0)
+        with torch.no_grad():
+            self.ema.memcodes.codes.data.copy_(mc.codes.data)  # restarted rows must not lag in the EMA
+        self.pending_logs["train/restarted_codes"] = float(dead.sum())
+
+    def step_logs(self, out: dict, step: int) -> dict[str, float]:
+        """The dvclive points of a logged step (and restarts since the last one)."""
+        logs = {**self.pending_logs, "train/loss": out["loss"].item(), "train/l1": out["l1"].item(),
+                "train/mse": out["mse"].item(), "train/lr": lr_at(step, self.p),
+                "train/grad_norm": float(out["grad_norm"])}
+        if "perplexity" in out["stats"]:  # joint phase only (the decoder phase's codes are fixed)
+            logs["train/batch_perplexity"] = float(out["stats"]["perplexity"])
+        if "d_loss" in out:
+            logs.update({"train/g_adv": out["g_adv"].item(), "train/fm": out["fm"].item(),
+                         "train/d_loss": out["d_loss"].item()})
+        self.pending_logs = {}
+        return logs
+
+    def quick_val(self, val: tuple[np.ndarray, np.ndarray], live, done: int) -> None:
+        n = min(len(val[0]), self.p.val_quick_frames)
+        pick = np.linspace(0, len(val[0]) - 1, n).round().astype(int)
+        m, _ = evaluate_frames(self.ema, val[0][pick], val[1][pick], self.p.eval_batch_size, self.device)
+        log_metrics(live, done, {"val/psnr_db": m["psnr_db"], "val/codes_used_fraction": m["codes_used_fraction"],
+                                 "val/sharpness_ratio": m["sharpness_ratio"]})
+        tqdm.write(f"step {done}: val psnr {m['psnr_db']:.2f} dB, sharpness {m['sharpness_ratio']:.2f}, "
+                   f"codes used ≥ {m['codes_used_fraction']:.2f}")
+
+
 def train_dvae(
-    cfg: dict,
+    p: TrainDVAEParams,
+    timing: Timing,
     shard_dir: Path,
     ckpt_dir: Path,
     report_dir: Path,
     episode_ids: list[str],
-    unseen_ids: list[str] = [],  # noqa: B006 (never mutated)
+    unseen_ids: list[str] = (),  # type: ignore[assignment]
     *,
     stop_after: int | None = None,
     device: str | None = None,
@@ -271,274 +413,106 @@ def train_dvae(
     (it simulates an interruption in tests; it is not part of the fingerprint).
     """
     t_start = time.time()
-    cfg = {**DEFAULTS, **cfg}
-    for key in ("ema_decay", "decoder_phase_ema_decay"):
-        if not 0 <= float(cfg[key]) < 1:  # 1 would freeze the exported weights at their initialisation
-            raise ValueError(f"train_dvae.{key} must be in [0, 1), got {cfg[key]}")
-    timing = Timing(**cfg.get("media", {}))
-    shard_dir, ckpt_dir, report_dir = Path(shard_dir), Path(ckpt_dir), Path(report_dir)
-    rank, world_size, device = _dist_setup(device)
-    is_main = rank == 0
-    cpu_bf16 = bool(cfg["cpu_bf16"])
-    warn_if_cpu_bf16_emulated(device, cpu_bf16)
+    shard_dir, report_dir = Path(shard_dir), Path(report_dir)
+    group = join_process_group(device)
+    try:
+        warn_if_cpu_bf16_emulated(group.device, p.cpu_bf16)
+        train_paths = shard_paths(shard_dir, "train")
+        if not train_paths:
+            raise FileNotFoundError(f"no train-*.tar shards in {shard_dir}")
+        episode_ids, unseen_ids = list(episode_ids), list(unseen_ids)
+        dims = dvae_dims(p, len(episode_ids))
+        unseen_rows = {i for i, e in enumerate(episode_ids) if e in set(unseen_ids)}
+        rows = [dims.unk_index if i in unseen_rows else i for i in range(len(episode_ids))] + [dims.unk_index]
+        ckpt = Checkpoints(ckpt_dir, run_fingerprint("dvae", as_dict(p), train_paths, CODE_MODULES, episode_ids,
+                                                     sorted(unseen_ids), resume_neutral=RESUME_NEUTRAL_KEYS),
+                           group, "train_dvae")
+        run = DVAETraining(p, dims, group, train_paths, torch.tensor(rows, device=group.device))
+        last = ckpt.resume()
+        if last is not None:
+            run.load(last)
+        start, wall_before = (int(last["step"]), float(last["train_wall_s"])) if last is not None else (0, 0.0)
+        del last
+        run.distribute(start)
+        live = open_live(report_dir, group, resume=start > 0)
+        val, unseen = _eval_sets(shard_dir, p, rows, dims, group)
+        meta = {"episode_ids": episode_ids, "unseen_ids": unseen_ids}
+        loop = StepLoop(p.steps, start, p.checkpoint_every, group, "train_dvae", stop_after=stop_after,
+                        wall_before=wall_before, save=lambda s, w: ckpt.save_last(s, w, {**run.state(), **meta}))
+        _run_steps(run, loop, live, val)
+        if loop.interrupted:
+            if live is not None:
+                live.end()
+            return {"interrupted_at": loop.step}
+        result = _finish(run, loop, live, val, unseen, report_dir, ckpt, meta, timing, t_start) if group.is_main else {}
+        group.barrier()
+        return result
+    finally:
+        group.close()
 
-    train_paths = shard_paths(shard_dir, "train")
-    if not train_paths:
-        raise FileNotFoundError(f"no train-*.tar shards in {shard_dir}")
-    unseen_rows = {i for i, e in enumerate(episode_ids) if e in set(unseen_ids)}
-    dims = _dims_from_cfg(cfg, len(episode_ids))
 
-    def episode_row(index: int) -> int:
-        """Shard episode index → embedding row (<unk> for unseen or unknown episodes)."""
-        return dims.unk_index if (index in unseen_rows or not 0 <= index < len(episode_ids)) else index
+def _run_steps(run: DVAETraining, loop: StepLoop, live, val) -> None:
+    p = run.p
+    run.model.train()
+    for step in loop:
+        out = run.step(step)
+        if not run.group.is_main:
+            continue
+        done = step + 1
+        if loop.due(p.log_every):
+            log_metrics(live, done, run.step_logs(out, step))
+            loop.bar.set_postfix(l1=f"{out['l1'].item():.4f}")
+        if val is not None and p.val_every and done % p.val_every == 0 and done < p.steps:
+            run.quick_val(val, live, done)
 
-    fp = fingerprint(
-        {k: v for k, v in sorted(cfg.items())}, list(episode_ids), sorted(unseen_ids), files_fingerprint(train_paths),
-        source_fingerprint(*CODE_MODULES),
-    )
 
-    torch.manual_seed(cfg["seed"])
-    # channels-last: oneDNN's (and cuDNN's) preferred convolution layout — 2–5 % faster joint
-    # steps on this CPU on top of bf16 (`make bench`); the exported weights load into a default-layout
-    # model as they are
-    model = DVAE(dims).to(device, memory_format=torch.channels_last)
-    ema = copy.deepcopy(model).eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    disc = MultiScaleDiscriminator(cfg["disc_scales"], cfg["disc_channels"]).to(device, memory_format=torch.channels_last)
-    opt_g = adamw(model.parameters(), cfg["lr"], (0.9, 0.99), cfg["weight_decay"])
-    opt_d = adamw(disc.parameters(), cfg["disc_lr"], (0.5, 0.9), 0.0)
-
-    steps = int(cfg["steps"])
-    step, wall_before = 0, 0.0
-    last_path = ckpt_dir / "last.pt"
-    ckpt = load_for_resume(last_path, fp)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        disc.load_state_dict(ckpt["disc"])
-        opt_g.load_state_dict(ckpt["opt_g"])
-        opt_d.load_state_dict(ckpt["opt_d"])
-        step, wall_before = int(ckpt["step"]), float(ckpt["train_wall_s"])
-        set_rng_state(ckpt["rng"])
-        if is_main:
-            log.info("resuming dVAE training from %s at step %d", last_path, step)
-    elif is_main:
-        why = "no checkpoint" if not last_path.exists() else "checkpoint fingerprint differs"
-        log.info("starting dVAE training fresh (%s; fingerprint %s)", why, fp)
-    if world_size > 1:  # different Gumbel noise and restarts per rank; weights come from rank 0
-        torch.manual_seed(data_seed(cfg["seed"] + 7919 * rank, step))
-    resuming = ckpt is not None
-    del ckpt
-
-    ddp_model = model
-    if world_size > 1:
-        with warnings.catch_warnings():  # broadcast_buffers=False is still the way to keep rank-local buffers
-            warnings.simplefilter("ignore", FutureWarning)
-            ddp_model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
-            )
-        for p in disc.parameters():
-            dist.broadcast(p.data, 0)
-
-    live = None
-    if is_main:
-        from dvclive import Live
-
-        report_dir.mkdir(parents=True, exist_ok=True)
-        live = Live(str(report_dir), dvcyaml=False, save_dvc_exp=False, resume=resuming)
-
-    # validation frames (rank 0), loaded once
+def _eval_sets(shard_dir: Path, p: TrainDVAEParams, rows: list[int], dims: DVAEDims, group: ProcessGroup):
+    """(val, unseen) frames and embedding rows for validation (rank 0; None where a split is empty)."""
+    if not group.is_main:
+        return None, None
     val_paths, unseen_paths = shard_paths(shard_dir, "val"), shard_paths(shard_dir, "unseen")
-    val = unseen = None
-    if is_main:
-        if val_paths:
-            val = load_eval_frames(val_paths, cfg["val_frame_stride"], cfg["val_max_frames"], episode_row)
-        if unseen_paths:
-            unseen = load_eval_frames(unseen_paths, cfg["val_frame_stride"], cfg["val_max_frames"], lambda i: dims.unk_index)
 
-    decoder_start = decoder_phase_start(cfg)
-    adv_start = int(cfg["adv_start_fraction"] * decoder_start)  # a share of the joint phase
-    restart_until = min(int(cfg["restart_until_fraction"] * steps), decoder_start)
-    batch_size = int(cfg["batch_size"])
-    ckpt_every = max(1, int(cfg["checkpoint_every"]))
-    episode_lookup = torch.tensor([episode_row(i) for i in range(len(episode_ids))] + [dims.unk_index], device=device)
+    def row(index: int) -> int:  # shard episode index → embedding row (<unk> for unseen or unknown)
+        return rows[index] if 0 <= index < len(rows) - 1 else dims.unk_index
 
-    def save_last(at_step: int, wall: float) -> None:
-        save_checkpoint(last_path, {
-            "dims": asdict(dims), "model": model.state_dict(), "ema": ema.state_dict(), "disc": disc.state_dict(),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": at_step, "train_wall_s": wall,
-            "rng": rng_state(), "fingerprint": fp, "episode_ids": list(episode_ids), "unseen_ids": list(unseen_ids),
-        })
+    val = load_eval_frames(val_paths, p.val_frame_stride, p.val_max_frames, row) if val_paths else None
+    unseen = (load_eval_frames(unseen_paths, p.val_frame_stride, p.val_max_frames, lambda i: dims.unk_index)
+              if unseen_paths else None)
+    return val, unseen
 
-    bar = tqdm(total=steps, initial=step, desc="train_dvae", disable=not is_main, dynamic_ncols=True)
-    t_loop = time.time()
-    frames_iter = None
-    last_logged: dict[str, float] = {}
-    interrupted = False
-    model.train()
-    while step < steps:
-        if frames_iter is None or step % ckpt_every == 0:  # re-created at checkpoint boundaries
-            frames_iter = random_frames(
-                train_paths, batch_size, data_seed(cfg["seed"], step), rank, world_size, buffer_size=cfg["shuffle_buffer"]
-            )
-            crop_rng = np.random.default_rng(data_seed(cfg["seed"] + 1 + rank, step))
-        frames, episodes = next(frames_iter)
-        frames = random_crops(frames, int(cfg["crop_height"]), int(cfg["crop_width"]), dims.downsample, crop_rng)
-        x = to_input(frames, device).contiguous(memory_format=torch.channels_last)  # (B, 3, crop_height, crop_width)
-        ep = torch.from_numpy(episodes).to(device).clamp(0, len(episode_ids))
-        ep = episode_lookup[ep]
-        if cfg["episode_dropout"] > 0:
-            drop = torch.rand(ep.shape, device=device) < cfg["episode_dropout"]
-            ep = torch.where(drop, torch.full_like(ep, dims.unk_index), ep)
-        for group in opt_g.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        decoder_phase = step >= decoder_start
-        if step == decoder_start and decoder_start < steps:
-            # the decoder phase is a GAN fine-tune: fresh moments and β = (0.5, 0.9), as the critic's
-            # (the joint phase's annealed second moments would turn the first adversarial
-            # gradients into huge steps). Saved with opt_g, so a resume inside the phase keeps them.
-            opt_g.state.clear()
-            for group in opt_g.param_groups:
-                group["betas"] = (0.5, 0.9)
-        adv_weight = cfg["decoder_phase_adv_weight"] if decoder_phase else cfg["adv_weight"]
-        adv_on = adv_weight > 0 and (step >= adv_start or decoder_phase)
 
-        # ---- generator
-        with autocast(device, cpu_bf16):
-            if decoder_phase:
-                # argmax codes, as eval and tokenize see them; no graph through the frozen encoder
-                # and codebook (≈⅓ cheaper a step). Called on the bare module: gradients are
-                # all-reduced by hand.
-                z, _ = model.quantize_argmax(x)  # (B, code_dim, H', W')
-                recon = model.decode_features(z, ep)
-                stats = {}
-            else:
-                recon, _, stats = ddp_model(x, ep)  # (B, 3, H, W)
-            recon = recon.float()
-            l1 = (recon - x).abs().mean()
-            mse = F.mse_loss(recon, x)
-            loss = l1 + cfg["mse_weight"] * mse
-            if adv_on:
-                real_out = disc(x)
-                disc.requires_grad_(False)
-                fake_out = disc(recon)
-                g_adv = g_hinge_loss(fake_out)
-                fm = feature_matching_loss(real_out, fake_out)
-                loss = loss + adv_weight * (g_adv + cfg["fm_weight"] * fm)
-                disc.requires_grad_(True)
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        if decoder_phase and world_size > 1:
-            _allreduce_grads(model, world_size)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-        opt_g.step()
-
-        # ---- discriminator
-        d_loss = None
-        if adv_on:
-            for group in opt_d.param_groups:
-                group["lr"] = disc_lr_at(step, cfg)
-            with autocast(device, cpu_bf16):
-                d_loss = d_hinge_loss(real_out, disc(recon.detach()))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            if world_size > 1:
-                _allreduce_grads(disc, world_size)
-            opt_d.step()
-
-        step += 1
-        ema_decay = cfg["decoder_phase_ema_decay"] if decoder_phase else cfg["ema_decay"]
-        ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
-
-        # ---- dead-code restarts
-        if cfg["restart_every"] and step % cfg["restart_every"] == 0 and step <= restart_until:
-            mc = model.memcodes
-            if world_size > 1:
-                dist.all_reduce(mc.code_usage)
-            dead = mc.restart_dead_codes(cfg["restart_min_usage"])
-            if world_size > 1:
-                dist.broadcast(mc.codes.data, 0)
-            with torch.no_grad():
-                ema.memcodes.codes.data.copy_(mc.codes.data)  # restarted rows must not lag in the EMA
-            last_logged["train/restarted_codes"] = float(dead.sum())
-
-        # ---- logging, validation, checkpoints (rank 0)
-        if is_main:
-            bar.update(1)
-            if step % cfg["log_every"] == 0 or step == steps:
-                last_logged.update({
-                    "train/loss": loss.item(), "train/l1": l1.item(), "train/mse": mse.item(),
-                    "train/lr": lr_at(step - 1, cfg), "train/grad_norm": float(grad_norm),
-                })
-                if "perplexity" in stats:  # joint phase only (the decoder phase's codes are fixed)
-                    last_logged["train/batch_perplexity"] = float(stats["perplexity"])
-                if adv_on:
-                    last_logged.update({"train/g_adv": g_adv.item(), "train/fm": fm.item(), "train/d_loss": d_loss.item()})
-                live.step = step
-                for k, v in last_logged.items():
-                    live.log_metric(k, v)
-                last_logged = {}
-                bar.set_postfix(l1=f"{l1.item():.4f}")
-            if val is not None and cfg["val_every"] and step % cfg["val_every"] == 0 and step < steps:
-                n = min(len(val[0]), cfg["val_quick_frames"])
-                pick = np.linspace(0, len(val[0]) - 1, n).round().astype(int)
-                m, _ = evaluate_frames(ema, val[0][pick], val[1][pick], cfg["eval_batch_size"], device)
-                live.step = step
-                live.log_metric("val/psnr_db", m["psnr_db"])
-                live.log_metric("val/codes_used_fraction", m["codes_used_fraction"])
-                live.log_metric("val/sharpness_ratio", m["sharpness_ratio"])
-                tqdm.write(f"step {step}: val psnr {m['psnr_db']:.2f} dB, sharpness {m['sharpness_ratio']:.2f}, "
-                           f"codes used ≥ {m['codes_used_fraction']:.2f}")
-        if step % ckpt_every == 0 or step == steps:
-            if is_main:
-                save_last(step, wall_before + time.time() - t_loop)
-            if world_size > 1:
-                dist.barrier()
-            if stop_after is not None and step >= stop_after and step < steps:
-                interrupted = True
-                break
-    bar.close()
-    train_wall = wall_before + time.time() - t_loop
-    if interrupted:
-        if live is not None:
-            live.end()
-        return {"interrupted_at": step}
-
-    result: dict = {}
-    if is_main:
-        result = _final_eval(cfg, dims, ema, val, unseen, device, report_dir, live, step)
-        result["bits_per_frame"] = dims.bits_per_frame
-        result["train"] = {
-            "steps": step, "wall_s": round(train_wall, 2),
-            "frames_per_s": round(step * batch_size * world_size / max(train_wall, 1e-9), 3),
-            "stage_wall_s": round(time.time() - t_start, 2), "world_size": world_size,
-            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
-        }
-        save_checkpoint(ckpt_dir / "dvae.pt", {
-            "dims": asdict(dims), "state_dict": ema.state_dict(), "episode_ids": list(episode_ids),
-            "unseen_ids": list(unseen_ids), "timing": {"fps": timing.fps, "sample_rate": timing.sample_rate},
-            "fingerprint": fp, "step": step,
-        })
-        live.log_metric("train/wall_s", result["train"]["wall_s"], plot=False)
-        live.end()
-    if world_size > 1:
-        dist.barrier()
+def _finish(run: DVAETraining, loop: StepLoop, live, val, unseen, report_dir: Path, ckpt: Checkpoints, meta: dict,
+            timing: Timing, t_start: float) -> dict:
+    """Rank 0 after the last step: full validation, figures, the exported dvae.pt."""
+    p, dims, group = run.p, run.dims, run.group
+    train_wall = loop.train_wall_s
+    result = _final_eval(p, run.ema, val, unseen, group.device, report_dir, live, loop.step)
+    result["bits_per_frame"] = dims.bits_per_frame
+    result["train"] = {
+        "steps": loop.step, "wall_s": round(train_wall, 2),
+        "frames_per_s": round(loop.step * p.batch_size * group.world / max(train_wall, 1e-9), 3),
+        "stage_wall_s": round(time.time() - t_start, 2), "world_size": group.world,
+        "params_m": round(sum(q.numel() for q in run.model.parameters()) / 1e6, 3),
+    }
+    ckpt.export(DVAE_FILE, {"dims": asdict(dims), "state_dict": run.ema.state_dict(), **meta,
+                            "timing": {"fps": timing.fps, "sample_rate": timing.sample_rate}, "step": loop.step})
+    live.log_metric("train/wall_s", result["train"]["wall_s"], plot=False)
+    live.end()
     return result
 
 
-def _final_eval(cfg, dims, ema, val, unseen, device, report_dir: Path, live, step: int) -> dict:
+def _final_eval(p: TrainDVAEParams, ema: DVAE, val, unseen, device, report_dir: Path, live, step: int) -> dict:
     result: dict = {"val": {}, "unseen": {}}
     t = time.time()
     live.step = step
     if val is not None and len(val[0]):
-        m, rec = evaluate_frames(ema, val[0], val[1], cfg["eval_batch_size"], device)
+        m, rec = evaluate_frames(ema, val[0], val[1], p.eval_batch_size, device)
         result["val"] = m
         write_grid(report_dir / "recon_grid.png", val[0], rec)
         for k in ("psnr_db", "ssim", "sharpness_ratio", "perplexity", "codes_used_fraction"):
             live.log_metric(f"val/{k}", m[k])
     if unseen is not None and len(unseen[0]):
-        m, rec = evaluate_frames(ema, unseen[0], unseen[1], cfg["eval_batch_size"], device)
+        m, rec = evaluate_frames(ema, unseen[0], unseen[1], p.eval_batch_size, device)
         result["unseen"] = {k: m[k] for k in ("psnr_db", "ssim", "sharpness_ratio", "frames")}
         write_grid(report_dir / "recon_grid_unseen.png", unseen[0], rec)
         live.log_metric("unseen/psnr_db", m["psnr_db"])

@@ -25,9 +25,9 @@ Metrics (all on windows of 5 frames, distances as LSE uses them):
 - `{split}.lse_d`, `{split}.lse_c`: mean over the split's (unshifted) clips.
 Splits: val (the issue's figures), test and unseen (whole held-out episodes) when present.
 
-Resume (DESIGN.md): every `checkpoint_every` steps `ckpt_dir/last.pt` holds model, optimizer,
-scheduler, step, RNG states and a fingerprint of the params (all but `steps`,
-`checkpoint_every`, `log_every`) and the train shards. The result is `ckpt_dir/sync.pt` =
+Resume (docs/design.md, nwt.train.loop): every `checkpoint_every` steps `ckpt_dir/last.pt` holds
+model, optimizer, scheduler, step, RNG states and a fingerprint of the params (all but
+RESUME_NEUTRAL_KEYS) and the train shards. The result is `ckpt_dir/sync.pt` =
 {dims, state_dict, fingerprint, step, timing} (torch.load(weights_only=True); see
 nwt.models.sync_expert.load_sync_expert).
 """
@@ -41,67 +41,33 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from nwt.constants import Timing
 from nwt.data.shards import iter_clips, shard_paths
-from nwt.eval.metrics import frame_loudness
 from nwt.eval.lipsync import VSHIFT, embed_windows, lse_from_embeddings, shifted_lse
-from nwt.models.sync_expert import SyncDims, SyncExpert, mouth_crops
+from nwt.eval.metrics import frame_loudness
 from nwt.models.audio_features import log_mel
+from nwt.models.sync_expert import SyncDims, SyncExpert, mouth_crops
+from nwt.params import TrainSyncParams, as_dict
 from nwt.train.common import adamw, lr_factor
-from nwt.checkpoint import (
-    files_fingerprint,
-    fingerprint,
-    source_fingerprint,
-    load_for_resume,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
+from nwt.train.loop import (
+    Checkpoints,
+    StepLoop,
+    decay_groups,
+    join_process_group,
+    log_metrics,
+    open_live,
+    run_fingerprint,
 )
 
 log = logging.getLogger(__name__)
 
 # the code that shapes a checkpoint: a change to any of these starts training afresh
-CODE_MODULES = ("nwt.models.sync_expert", "nwt.train.sync", "nwt.train.common")
+CODE_MODULES = ("nwt.models.sync_expert", "nwt.train.sync", "nwt.train.common", "nwt.train.loop")
 
-# defaults for keys missing from cfg (params.yaml `train_sync` is the source of truth)
-DEFAULTS = dict(
-    seed=0,
-    steps=250,
-    batch_size=64,
-    anchors_per_clip=8,
-    lr=2e-3,
-    warmup_steps=20,
-    min_lr_ratio=0.05,
-    weight_decay=1e-4,
-    grad_clip=1.0,
-    logit_scale=10.0,
-    bce_weight=0.0,
-    min_offset=5,
-    spacing_jitter=3,
-    max_offset=VSHIFT,
-    shift_range=10,
-    recover_tolerance=1,
-    channels=16,
-    audio_channels=64,
-    embed_dim=64,
-    dropout=0.1,
-    height=32,
-    width=40,
-    aug_shift_px=0,
-    aug_brightness=0.0,
-    aug_contrast=0.0,
-    aug_audio_gain=0.25,
-    aug_freq_mask=16,
-    aug_blur_sigma=1.0,
-    aug_noise=0.0,
-    checkpoint_every=50,
-    log_every=10,
-    eval_batch_size=128,
-)
+# changing these does not change what a training step computes
 RESUME_NEUTRAL_KEYS = ("steps", "checkpoint_every", "log_every", "eval_batch_size", "shift_range", "recover_tolerance")
-DIMS_KEYS = ("channels", "audio_channels", "embed_dim", "dropout", "height", "width")
+SYNC_FILE = "sync.pt"
 EVAL_SPLITS = ("val", "test", "unseen")
 SPEECH_RANGE_DB = 30.0  # a window "has speech" if its loudest frame is within this of the clip's loudest
 
@@ -131,7 +97,7 @@ def _load(paths: list[str], dims: SyncDims, timing: Timing, margin: int = 0) -> 
     return out
 
 
-def sample_batch(clips: list[SyncClip], cfg: dict, rng: np.random.Generator, dims: SyncDims):
+def sample_batch(clips: list[SyncClip], p: TrainSyncParams, rng: np.random.Generator, dims: SyncDims):
     """→ video (B, 5, h, w) float 0–255, audio (B, 20, n_mels), clip index (B,), window start (B,).
 
     Augmentation (per window, from `rng`): the mouth box shifted by up to ±aug_shift_px (the
@@ -140,15 +106,15 @@ def sample_batch(clips: list[SyncClip], cfg: dict, rng: np.random.Generator, dim
     σ ~ U(0, aug_blur_sigma) px (at the mouth box's resolution) and grey-level noise of σ ~
     U(0, aug_noise) levels, each window its own; the log-mel offset by ± aug_audio_gain (0.25 =
     10 dB) and up to aug_freq_mask adjacent mel bins set to the window's mean."""
-    groups = max(1, int(cfg["batch_size"]) // int(cfg["anchors_per_clip"]))
+    groups = max(1, p.batch_size // p.anchors_per_clip)
     lengths = np.array([c.windows for c in clips], np.float64)
     mpf, w = dims.mels_per_frame, dims.window
-    m = int(cfg["aug_shift_px"])
+    m = p.aug_shift_px
     video, audio, cid, start = [], [], [], []
     for ci in rng.choice(len(clips), size=groups, p=lengths / lengths.sum()):
         c = clips[ci]
-        spacing = int(cfg["min_offset"]) + int(rng.integers(0, int(cfg["spacing_jitter"]) + 1))
-        n = min(int(cfg["anchors_per_clip"]), (c.windows - 1) // spacing + 1)
+        spacing = p.min_offset + int(rng.integers(0, p.spacing_jitter + 1))
+        n = min(p.anchors_per_clip, (c.windows - 1) // spacing + 1)
         t0 = int(rng.integers(0, c.windows - (n - 1) * spacing))
         for j in range(n):
             t = t0 + j * spacing
@@ -160,18 +126,18 @@ def sample_batch(clips: list[SyncClip], cfg: dict, rng: np.random.Generator, dim
     video = torch.stack(video).float()  # (B, 5, h, w)
     audio = torch.stack(audio).clone()  # (B, 20, n_mels)
     b = video.shape[0]
-    contrast = 1 + float(cfg["aug_contrast"]) * rng.uniform(-1, 1, b)
-    bright = 255 * float(cfg["aug_brightness"]) * rng.uniform(-1, 1, b)
+    contrast = 1 + p.aug_contrast * rng.uniform(-1, 1, b)
+    bright = 255 * p.aug_brightness * rng.uniform(-1, 1, b)
     video = ((video - 127.5) * torch.tensor(contrast, dtype=torch.float32)[:, None, None, None]
              + 127.5 + torch.tensor(bright, dtype=torch.float32)[:, None, None, None]).clamp(0, 255)
-    if float(cfg["aug_blur_sigma"]) > 0:
-        video = blur_windows(video, float(cfg["aug_blur_sigma"]) * rng.uniform(0, 1, b))
-    if float(cfg["aug_noise"]) > 0:
-        noise_sd = torch.tensor(float(cfg["aug_noise"]) * rng.uniform(0, 1, b), dtype=torch.float32)
+    if p.aug_blur_sigma > 0:
+        video = blur_windows(video, p.aug_blur_sigma * rng.uniform(0, 1, b))
+    if p.aug_noise > 0:
+        noise_sd = torch.tensor(p.aug_noise * rng.uniform(0, 1, b), dtype=torch.float32)
         noise = torch.from_numpy(rng.standard_normal(video.shape).astype(np.float32))
         video = (video + noise * noise_sd[:, None, None, None]).clamp(0, 255)
-    audio += torch.tensor(float(cfg["aug_audio_gain"]) * rng.uniform(-1, 1, b), dtype=torch.float32)[:, None, None]
-    fm = int(cfg["aug_freq_mask"])
+    audio += torch.tensor(p.aug_audio_gain * rng.uniform(-1, 1, b), dtype=torch.float32)[:, None, None]
+    fm = p.aug_freq_mask
     if fm > 0:
         widths = rng.integers(0, fm + 1, b)
         lows = rng.integers(0, audio.shape[2] - widths + 1)
@@ -225,7 +191,8 @@ def clip_window_embeddings(model: SyncExpert, clip: SyncClip, batch_size: int) -
     """Every full window's video and audio embeddings, (W, D) each."""
     d = model.dims
     v = embed_windows(model.forward_video, clip.mouth, clip.windows, d.window, 1, batch_size)
-    a = embed_windows(model.forward_audio, clip.mel, clip.windows, d.window * d.mels_per_frame, d.mels_per_frame, batch_size)
+    a = embed_windows(model.forward_audio, clip.mel, clip.windows, d.window * d.mels_per_frame, d.mels_per_frame,
+                      batch_size)
     return v, a
 
 
@@ -270,14 +237,14 @@ def balanced_accuracy(pos: np.ndarray, neg: np.ndarray, threshold: float) -> flo
 
 
 @torch.no_grad()
-def evaluate_split(model: SyncExpert, clips: list[SyncClip], threshold: float, cfg: dict, seed: int) -> dict:
+def evaluate_split(model: SyncExpert, clips: list[SyncClip], threshold: float, p: TrainSyncParams, seed: int) -> dict:
     rng = np.random.default_rng([seed, 12345])
     pos_all, neg_all, speech_all, rec, exact, lse_d, lse_c, offs = [], [], [], [], [], [], [], []
-    shifts = [k for k in range(-int(cfg["shift_range"]), int(cfg["shift_range"]) + 1) if k != 0]
-    tol = int(cfg["recover_tolerance"])
+    shifts = [k for k in range(-p.shift_range, p.shift_range + 1) if k != 0]
+    tol = p.recover_tolerance
     for clip in clips:
-        v, a = clip_window_embeddings(model, clip, int(cfg["eval_batch_size"]))
-        pos, neg, idx = pair_distances(v, a, rng, int(cfg["min_offset"]), int(cfg["max_offset"]))
+        v, a = clip_window_embeddings(model, clip, p.eval_batch_size)
+        pos, neg, idx = pair_distances(v, a, rng, p.min_offset, p.max_offset)
         pos_all.append(pos)
         neg_all.append(neg)
         speech_all.append(speech_windows(clip.loudness, v.shape[0])[idx])
@@ -310,12 +277,12 @@ def evaluate_split(model: SyncExpert, clips: list[SyncClip], threshold: float, c
 
 
 @torch.no_grad()
-def train_threshold(model: SyncExpert, clips: list[SyncClip], cfg: dict, seed: int) -> tuple[float, float]:
+def train_threshold(model: SyncExpert, clips: list[SyncClip], p: TrainSyncParams, seed: int) -> tuple[float, float]:
     rng = np.random.default_rng([seed, 54321])
     pos_all, neg_all = [], []
     for clip in clips:
-        v, a = clip_window_embeddings(model, clip, int(cfg["eval_batch_size"]))
-        pos, neg, _ = pair_distances(v, a, rng, int(cfg["min_offset"]), int(cfg["max_offset"]))
+        v, a = clip_window_embeddings(model, clip, p.eval_batch_size)
+        pos, neg, _ = pair_distances(v, a, rng, p.min_offset, p.max_offset)
         pos_all.append(pos)
         neg_all.append(neg)
     pos, neg = np.concatenate(pos_all), np.concatenate(neg_all)
@@ -324,128 +291,116 @@ def train_threshold(model: SyncExpert, clips: list[SyncClip], cfg: dict, seed: i
 
 
 # ---------------------------------------------------------------- entry point
-def train_sync(cfg: dict, shard_dir: Path, ckpt_dir: Path, report_dir: Path, *, stop_after: int | None = None) -> dict:
+def sync_dims(p: TrainSyncParams) -> SyncDims:
+    """The SyncDims of a `train_sync` params section."""
+    return SyncDims(height=p.height, width=p.width, channels=p.channels, audio_channels=p.audio_channels,
+                    embed_dim=p.embed_dim, dropout=p.dropout)
+
+
+def train_sync(p: TrainSyncParams, timing: Timing, shard_dir: Path, ckpt_dir: Path, report_dir: Path, *,
+               stop_after: int | None = None) -> dict:
     """Train (or resume) the sync expert on `shard_dir`'s train split; write `ckpt_dir/sync.pt`;
     return {"val": {accuracy, offset_recovery_rate, …}, "test": …, "unseen": …, "train": {steps,
     wall_s, accuracy, threshold, …}}. `stop_after` ends the run after that step without export
-    (simulates an interruption for tests)."""
+    (simulates an interruption for tests). One process on the CPU (the model is small)."""
     t_begin = time.time()
-    cfg = {**DEFAULTS, **cfg}
-    media = cfg.pop("media", None) or {}
-    timing = Timing(int(media.get("fps", 25)), int(media.get("sample_rate", 16000)))
-    shard_dir, ckpt_dir, report_dir = Path(shard_dir), Path(ckpt_dir), Path(report_dir)
+    shard_dir = Path(shard_dir)
     train_paths = shard_paths(shard_dir, "train")
     if not train_paths:
         raise FileNotFoundError(f"no train shards (train-*.tar) in {shard_dir}")
-    if int(cfg["min_offset"]) < 1 or int(cfg["max_offset"]) < int(cfg["min_offset"]):
-        raise ValueError(f"need 1 ≤ min_offset ≤ max_offset, got {cfg['min_offset']}, {cfg['max_offset']}")
-    dims = SyncDims(**{k: cfg[k] for k in DIMS_KEYS})
-    if dims.window != 5:
-        raise ValueError("the sync window is 5 frames (syncnet_python's definition)")
-    seed, steps = int(cfg["seed"]), int(cfg["steps"])
-
-    fp = fingerprint(
-        "sync",
-        {k: v for k, v in sorted(cfg.items()) if k not in RESUME_NEUTRAL_KEYS},
-        dict(fps=timing.fps, sample_rate=timing.sample_rate),
-        files_fingerprint(train_paths),
-        source_fingerprint(*CODE_MODULES),
-    )
+    dims = sync_dims(p)
+    group = join_process_group("cpu", distributed=False)
+    ckpt = Checkpoints(ckpt_dir, run_fingerprint("sync", as_dict(p), train_paths, CODE_MODULES,
+                                                 dict(fps=timing.fps, sample_rate=timing.sample_rate),
+                                                 resume_neutral=RESUME_NEUTRAL_KEYS), group, "train_sync")
     t_load = time.time()
-    train_clips = _load(train_paths, dims, timing, margin=int(cfg["aug_shift_px"]))
+    train_clips = _load(train_paths, dims, timing, margin=p.aug_shift_px)
     if not train_clips:
         raise ValueError(f"train shards in {shard_dir} hold no clip long enough for a sync window")
     log.info("sync: %d train clips (%d windows) loaded in %.1f s", len(train_clips),
              sum(c.windows for c in train_clips), time.time() - t_load)
 
-    torch.manual_seed(seed)
+    torch.manual_seed(p.seed)
     model = SyncExpert(dims)
     bce_bias = torch.nn.Parameter(torch.zeros(()))  # the BCE term's logit offset (training only)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    rest = [p for p in model.parameters() if p.ndim < 2] + [bce_bias]
-    groups = [dict(params=decay, weight_decay=float(cfg["weight_decay"])), dict(params=rest, weight_decay=0.0)]
-    optimizer = adamw(groups, float(cfg["lr"]))
+    groups = decay_groups([*model.named_parameters(), ("bce_bias", bce_bias)], p.weight_decay, lambda n, q: q.ndim >= 2)
+    optimizer = adamw(groups, p.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, steps, int(cfg["warmup_steps"]), float(cfg["min_lr_ratio"])))
+        optimizer, lambda s: lr_factor(s, p.steps, p.warmup_steps, p.min_lr_fraction))
+    start = 0
+    last = ckpt.resume()
+    if last is not None:
+        model.load_state_dict(last["model"])
+        bce_bias.data.copy_(last["bce_bias"])
+        optimizer.load_state_dict(last["optimizer"])
+        scheduler.load_state_dict(last["scheduler"])
+        start = int(last["step"])
+    del last
+    live = open_live(report_dir, group, resume=start > 0)
+    log.info("sync expert: %.2fM parameters, dims %s", sum(q.numel() for q in model.parameters()) / 1e6, dims.to_dict())
+    state = lambda: dict(model=model.state_dict(), bce_bias=bce_bias.detach().clone(),  # noqa: E731
+                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), dims=dims.to_dict())
+    loop = StepLoop(p.steps, start, p.checkpoint_every, group, "train_sync", stop_after=stop_after,
+                    save=lambda s, w: ckpt.save_last(s, w, state()))
+    _run_steps(p, model, bce_bias, optimizer, scheduler, train_clips, dims, loop, live, t_begin)
+    if loop.interrupted:
+        live.end()
+        return {"train": {"steps": loop.step}}
+    train_s = loop.loop_s
+    ckpt.export(SYNC_FILE, dict(dims=dims.to_dict(), state_dict=model.state_dict(), step=loop.step,
+                                timing=dict(fps=timing.fps, sample_rate=timing.sample_rate)))
+    metrics = _evaluate(p, model, train_clips, dims, timing, shard_dir)
+    wall = time.time() - t_begin
+    steps_here = loop.step - loop.start
+    metrics["train"].update(steps=loop.step, wall_s=wall, s_per_step=train_s / steps_here if steps_here else 0.0)
+    metrics["train"] = {k: metrics["train"][k] for k in ("steps", "wall_s", "accuracy", "threshold", "s_per_step",
+                                                         "eval_s")}
+    for split in EVAL_SPLITS:
+        log_metrics(live, loop.step, {f"{split}/{k}": v for k, v in metrics.get(split, {}).items()}, plot=False)
+    live.log_metric("train/wall_s", wall, plot=False)
+    live.end()
+    v = metrics["val"]
+    log.info("sync: %d steps in %.0f s; val accuracy %.3f, offset recovery %.3f, LSE-D %.3f, LSE-C %.3f",
+             loop.step, wall, v["accuracy"], v["offset_recovery_rate"], v.get("lse_d", float("nan")),
+             v.get("lse_c", float("nan")))
+    return metrics
 
-    last_path = ckpt_dir / "last.pt"
-    ckpt = load_for_resume(last_path, fp)
-    step = 0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        bce_bias.data.copy_(ckpt["bce_bias"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"])
-        step = int(ckpt["step"])
-        log.info("resuming sync expert from %s at step %d", last_path, step)
-    else:
-        log.info("no matching sync checkpoint at %s: starting fresh", last_path)
-    del ckpt
-    resumed = step > 0
 
-    from dvclive import Live
-
-    report_dir.mkdir(parents=True, exist_ok=True)
-    live = Live(str(report_dir), dvcyaml=False, save_dvc_exp=False, resume=resumed)
-    live.step = step
-    log.info("sync expert: %.2fM parameters, dims %s", sum(p.numel() for p in model.parameters()) / 1e6, dims.to_dict())
-
-    def save_last() -> None:
-        save_checkpoint(last_path, dict(
-            model=model.state_dict(), bce_bias=bce_bias.detach().clone(), optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(), step=step, rng=rng_state(), fingerprint=fp, dims=dims.to_dict(),
-        ))
-
-    model.train()
-    t_loop = time.time()
-    start_step = step
+def _run_steps(p: TrainSyncParams, model: SyncExpert, bce_bias, optimizer, scheduler, clips: list[SyncClip],
+               dims: SyncDims, loop: StepLoop, live, t_begin: float) -> None:
     acc_loss, acc_acc, acc_n = 0.0, 0.0, 0
-    bar = tqdm(total=steps, initial=step, desc="train_sync", dynamic_ncols=True)
-    while step < steps:
-        rng = np.random.default_rng([seed, step])
-        video, audio, cid, start = sample_batch(train_clips, cfg, rng, dims)
+    model.train()
+    for step in loop:
+        rng = np.random.default_rng([p.seed, step])
+        video, audio, cid, start = sample_batch(clips, p, rng, dims)
         loss, acc = contrastive_loss(model.forward_video(video), model.forward_audio(audio), cid, start,
-                                     float(cfg["logit_scale"]), int(cfg["min_offset"]), float(cfg["bce_weight"]), bce_bias)
+                                     p.logit_scale, p.min_offset, p.bce_weight, bce_bias)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg["grad_clip"] and float(cfg["grad_clip"]) > 0:
-            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + [bce_bias], float(cfg["grad_clip"]))
+        if p.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + [bce_bias], p.grad_clip)
         optimizer.step()
         scheduler.step()
-        step += 1
         acc_loss, acc_acc, acc_n = acc_loss + loss.item(), acc_acc + acc, acc_n + 1
-        bar.update(1)
-        if step % int(cfg["log_every"]) == 0 or step == steps:
-            live.step = step
-            live.log_metric("train/loss", acc_loss / acc_n)
-            live.log_metric("train/batch_accuracy", acc_acc / acc_n)
-            live.log_metric("train/lr", scheduler.get_last_lr()[0])
+        if loop.due(p.log_every):
+            log_metrics(live, step + 1, {"train/loss": acc_loss / acc_n, "train/batch_accuracy": acc_acc / acc_n,
+                                         "train/lr": scheduler.get_last_lr()[0]})
             live.log_metric("train/wall_s", time.time() - t_begin, plot=False)
             live.next_step()
-            bar.set_postfix(loss=f"{acc_loss / acc_n:.3f}", acc=f"{acc_acc / acc_n:.3f}")
+            loop.bar.set_postfix(loss=f"{acc_loss / acc_n:.3f}", acc=f"{acc_acc / acc_n:.3f}")
             acc_loss, acc_acc, acc_n = 0.0, 0.0, 0
-        if step % int(cfg["checkpoint_every"]) == 0 or step == steps:
-            save_last()
-        if stop_after is not None and step >= stop_after and step < steps:
-            bar.close()
-            live.end()
-            log.info("sync: stopping early at step %d (stop_after)", step)
-            return {"train": {"steps": step}}
-    bar.close()
-    train_s = time.time() - t_loop
 
-    save_checkpoint(ckpt_dir / "sync.pt", dict(
-        dims=dims.to_dict(), state_dict=model.state_dict(), fingerprint=fp, step=step,
-        timing=dict(fps=timing.fps, sample_rate=timing.sample_rate),
-    ))
 
+def _evaluate(p: TrainSyncParams, model: SyncExpert, train_clips: list[SyncClip], dims: SyncDims, timing: Timing,
+              shard_dir: Path) -> dict:
+    """The distance threshold from the train clips, then every eval split's figures."""
     model.eval()
     t_eval = time.time()
-    if int(cfg["aug_shift_px"]):  # centre crops, as the evaluation sees them
-        m = int(cfg["aug_shift_px"])
-        train_clips = [SyncClip(c.key, c.mouth[:, m : m + dims.height, m : m + dims.width], c.mel, c.loudness) for c in train_clips]
-    threshold, train_acc = train_threshold(model, train_clips, cfg, seed)
+    if p.aug_shift_px:  # centre crops, as the evaluation sees them
+        m = p.aug_shift_px
+        train_clips = [SyncClip(c.key, c.mouth[:, m : m + dims.height, m : m + dims.width], c.mel, c.loudness)
+                       for c in train_clips]
+    threshold, train_acc = train_threshold(model, train_clips, p, p.seed)
     metrics: dict = {}
     for split in EVAL_SPLITS:
         paths = shard_paths(shard_dir, split)
@@ -453,22 +408,9 @@ def train_sync(cfg: dict, shard_dir: Path, ckpt_dir: Path, report_dir: Path, *, 
             continue
         clips = _load(paths, dims, timing)
         if clips:
-            metrics[split] = evaluate_split(model, clips, threshold, cfg, seed)
+            metrics[split] = evaluate_split(model, clips, threshold, p, p.seed)
     if "val" not in metrics:
         log.warning("no val clips: val metrics are NaN")
         metrics["val"] = dict(accuracy=float("nan"), offset_recovery_rate=float("nan"))
-    wall = time.time() - t_begin
-    metrics["train"] = dict(
-        steps=step, wall_s=wall, accuracy=train_acc, threshold=threshold,
-        s_per_step=train_s / (step - start_step) if step > start_step else 0.0, eval_s=time.time() - t_eval,
-    )
-    live.step = step
-    for split in EVAL_SPLITS:
-        for k, v in metrics.get(split, {}).items():
-            live.log_metric(f"{split}/{k}", v, plot=False)
-    live.log_metric("train/wall_s", wall, plot=False)
-    live.end()
-    v = metrics["val"]
-    log.info("sync: %d steps in %.0f s; val accuracy %.3f, offset recovery %.3f, LSE-D %.3f, LSE-C %.3f",
-             step, wall, v["accuracy"], v["offset_recovery_rate"], v.get("lse_d", float("nan")), v.get("lse_c", float("nan")))
+    metrics["train"] = dict(accuracy=train_acc, threshold=threshold, eval_s=time.time() - t_eval)
     return metrics

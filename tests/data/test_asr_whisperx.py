@@ -1,12 +1,22 @@
 """The whisperx worker protocol, offline: the real client and the real worker script, with a fake
 `whisperx` module on the worker's path (or a fake worker) standing in for the ASR venv."""
 import json
+import subprocess
 import sys
 import textwrap
 
 import pytest
+from conftest import repo_section
 
 from nwt.data.asr.whisperx_client import WORKER, AsrError, WhisperxClient, client_from_params
+from nwt.params import SegmentParams, with_changes
+
+SEGMENT = repo_section("segment", SegmentParams)
+
+
+def _cfg(**changes):
+    """params.yaml's segment.whisperx block, run by this interpreter (the fakes stand in for whisperx)."""
+    return with_changes(SEGMENT.whisperx, **{"python": sys.executable, **changes})
 
 FAKE_WHISPERX = '''
 import os, sys
@@ -53,7 +63,7 @@ def fake_env(tmp_path, monkeypatch):
 
 def test_worker_answers_words_and_segments(fake_env):
     tmp, audio = fake_env
-    with WhisperxClient(sys.executable, model="large-v3", model_dir=tmp / "models") as asr:
+    with WhisperxClient(_cfg(model="large-v3", model_dir=str(tmp / "models"))) as asr:
         first = asr.transcribe(audio)
         second = asr.transcribe(audio)  # same process, models cached
     assert first["words"] == [{"word": "Hello", "start_s": 0.12, "end_s": 0.5},
@@ -65,7 +75,7 @@ def test_worker_answers_words_and_segments(fake_env):
 
 def test_model_that_cannot_load_is_an_error_naming_where_models_go(fake_env):
     tmp, audio = fake_env
-    with WhisperxClient(sys.executable, model="missing", model_dir=tmp / "models") as asr:
+    with WhisperxClient(_cfg(model="missing", model_dir=str(tmp / "models"))) as asr:
         with pytest.raises(AsrError, match="fetched into .*models") as err:
             asr.transcribe(audio)
         assert "missing" in str(err.value)
@@ -75,12 +85,12 @@ def test_model_that_cannot_load_is_an_error_naming_where_models_go(fake_env):
 
 def test_missing_asr_env_says_how_to_make_it(tmp_path):
     with pytest.raises(AsrError, match="make asr-env"):
-        WhisperxClient(tmp_path / ".asr-env" / "bin" / "python").start()
+        WhisperxClient(_cfg(python=str(tmp_path / ".asr-env" / "bin" / "python"))).start()
 
 
 def test_worker_without_whisperx_says_how_to_make_the_env(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # no whisperx importable
-    with WhisperxClient(sys.executable) as asr:
+    with WhisperxClient(_cfg()) as asr:
         with pytest.raises(AsrError, match="make asr-env"):
             asr.transcribe(tmp_path / "x.mp4")
 
@@ -98,7 +108,7 @@ def test_worker_crash_reports_exit_code_and_stderr(tmp_path):
         sys.stderr.write("CUDA out of memory\\n")
         sys.exit(7)
     """)
-    with WhisperxClient(sys.executable, worker=worker) as asr:
+    with WhisperxClient(_cfg(), worker=worker) as asr:
         with pytest.raises(AsrError, match=r"(?s)exit code 7.*CUDA out of memory"):
             asr.transcribe(tmp_path / "a.mp4")
 
@@ -113,7 +123,7 @@ def test_worker_breaking_the_protocol_is_caught(tmp_path):
             else:
                 print(json.dumps({"words": [{"word": "x", "start_s": 2.0, "end_s": 1.0}], "segments": []}), flush=True)
     """)
-    with WhisperxClient(sys.executable, worker=worker) as asr:
+    with WhisperxClient(_cfg(), worker=worker) as asr:
         with pytest.raises(AsrError, match="not JSON"):
             asr.transcribe(tmp_path / "a.mp4")
         with pytest.raises(AsrError, match="ends before it starts"):
@@ -126,8 +136,9 @@ def test_request_carries_the_params(tmp_path):
         for line in sys.stdin:
             print(json.dumps({"words": [], "segments": [], "echo": json.loads(line)}), flush=True)
     """)
-    cfg = {"whisperx": dict(python=sys.executable, model="small", language="de", device="cpu", compute_type="int8",
-                            batch_size=4, model_dir=str(tmp_path / "m"), vad_method="silero")}
+    cfg = with_changes(SEGMENT, backend="whisperx", whisperx=_cfg(
+        model="small", language="de", device="cpu", compute_type="int8", batch_size=4, model_dir=str(tmp_path / "m"),
+        vad_method="silero"))
     asr = client_from_params(cfg)
     asr.worker = worker
     with asr:
@@ -135,6 +146,16 @@ def test_request_carries_the_params(tmp_path):
     assert {k: echo[k] for k in ("model", "language", "device", "compute_type", "batch_size", "vad_method")} == \
         dict(model="small", language="de", device="cpu", compute_type="int8", batch_size=4, vad_method="silero")
     assert echo["audio"] == str((tmp_path / "a.mp4").resolve())
+    assert echo["model_dir"] == str((tmp_path / "m").resolve())
+
+
+def test_worker_wants_every_request_key(fake_env):
+    """The values come from params.yaml through the client; the worker has no defaults of its own."""
+    _, audio = fake_env
+    proc = subprocess.run([sys.executable, str(WORKER)], input=json.dumps({"audio": str(audio)}) + "\n",
+                          capture_output=True, text=True, timeout=120)
+    error = json.loads(proc.stdout)["error"]
+    assert "model_dir" in error and "vad_method" in error
 
 
 def test_the_worker_is_standalone():

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from nwt.data.download import ManifestRow, fetch_manifest_episode, read_manifest
+from nwt.data.download import ManifestRow, fetch_manifest_episode, read_manifest, synthetic_specs
 from nwt.data.media import MediaError
 
 
@@ -71,8 +71,19 @@ def test_manifest_format_errors(tmp_path):
 def test_the_real_lwt_manifest_parses():
     from conftest import REPO
 
-    path = REPO.parent / "shared" / "data" / "lwt_nwt_test_episodes.csv"
-    if not path.exists():
-        pytest.skip("shared/data is not beside this checkout")
-    rows = read_manifest(path)
+    rows = read_manifest(REPO / "manifests" / "lwt_nwt_test_episodes.csv")  # profiles/lwt.yaml's manifest
     assert len(rows) == 41 and all(r.source.startswith("https://www.youtube.com/watch?v=") for r in rows)
+
+
+def test_synthetic_specs_follow_the_section():
+    from conftest import repo_section
+
+    from nwt.params import DownloadParams, with_changes
+
+    cfg = with_changes(repo_section("download", DownloadParams).synthetic, episodes=3, seconds=12.5, seed=2,
+                       identities=4)
+    specs = synthetic_specs(cfg, 25, 16000)
+    assert [s["episode_id"] for s in specs] == ["synth-000", "synth-001", "synth-002"]
+    assert [s["seed"] for s in specs] == [20_000, 20_001, 20_002]
+    assert all(s["seconds"] == 12.5 and s["identities"] == 4 and (s["fps"], s["sample_rate"]) == (25, 16000)
+               for s in specs)

@@ -11,23 +11,27 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import repo_section, synthetic_config
 
 from nwt.data import face_backends as fb
 from nwt.data.faces import box_iou, episode_faces
 from nwt.data.media import iter_frames
 from nwt.data.synthetic import render_episode
+from nwt.params import FacesParams, with_changes
 
-CFG = dict(backend="haar", stride=5, min_face_px=40, face_scale=2.0, smooth_s=0.5, max_motion=1.0)
+CFG = with_changes(repo_section("faces", FacesParams), backend="haar", stride=5, min_face_px=40, face_scale=2.0,
+                   smooth_s=0.5, max_motion=1.0)
+FPS = synthetic_config().fps
 
 
 @pytest.fixture(scope="module")
 def episode(tmp_path_factory):
     out = tmp_path_factory.mktemp("faces_ep")
-    render_episode("fb", 3, 6.0, out)
+    render_episode("fb", 3, 6.0, out, synthetic_config())
     truth = json.loads((out / "fb.truth.json").read_text())
     faces = [k for k, b in enumerate(truth["face_boxes"]) if b is not None]
     pick = set(faces[:: max(1, len(faces) // 6)][:6])
-    frames = {k: f for k, f in enumerate(iter_frames(str(out / "fb.mp4"), 25)) if k in pick}
+    frames = {k: f for k, f in enumerate(iter_frames(str(out / "fb.mp4"), FPS)) if k in pick}
     return dict(dir=out, truth=truth, frames=frames)
 
 
@@ -127,7 +131,7 @@ def test_unknown_backend_lists_the_choices():
 def test_episode_faces_on_a_rendered_episode(episode):
     truth_path = episode["dir"] / "fb.truth.json"
     shots = [(i, s["start_frame"], s["end_frame"]) for i, s in enumerate(episode["truth"]["shots"])]
-    res = episode_faces(dict(path=str(episode["dir"] / "fb.mp4"), truth=str(truth_path), shots=shots), CFG, 25)
+    res = episode_faces(dict(path=str(episode["dir"] / "fb.mp4"), truth=str(truth_path), shots=shots), CFG, FPS)
     kinds = [s["kind"] for s in episode["truth"]["shots"]]
     for s, kind in zip(res["shots"], kinds):
         assert (s["track"].status == "kept") == (kind == "face"), (s["track"].reason, kind)

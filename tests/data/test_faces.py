@@ -1,10 +1,13 @@
 import numpy as np
+from conftest import repo_section
 
 from nwt.constants import CROP_H, CROP_W
 from nwt.data.faces import box_iou, contact_sheet, face_motion, track_shot
 from nwt.geometry import crop_frame, crop_window
+from nwt.params import FacesParams, with_changes
 
-CFG = dict(min_face_px=40, face_scale=2.0, smooth_s=0.5, max_motion=1.0)
+# the values these tests' numbers are worked out for, whatever params.yaml says
+CFG = with_changes(repo_section("faces", FacesParams), min_face_px=40, face_scale=2.0, smooth_s=0.5, max_motion=1.0)
 
 
 def _boxes(*boxes):

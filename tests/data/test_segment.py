@@ -1,6 +1,7 @@
 import numpy as np
 
-from nwt.data.segment import PAD_S, group_clips, speech_spans
+from nwt.data.asr.vad import webrtcvad_spans
+from nwt.data.segment import PAD_S, Token, cut_clips
 
 
 def _speech_like(rng, seconds, rate=16000):
@@ -14,7 +15,7 @@ def test_vad_finds_speech_between_silences(rng):
     rate = 16000
     audio = np.concatenate([np.zeros(rate), _speech_like(rng, 2.0), np.zeros(rate), _speech_like(rng, 1.5),
                             np.zeros(rate)])
-    spans = speech_spans(audio, rate, aggressiveness=2, min_pause_s=0.3)
+    spans = webrtcvad_spans(audio, rate, aggressiveness=2, min_pause_s=0.3)
     assert len(spans) == 2
     (s0, e0), (s1, e1) = spans
     # webrtcvad holds on ≈100 ms after speech stops
@@ -23,12 +24,18 @@ def test_vad_finds_speech_between_silences(rng):
 
 
 def test_silence_gives_no_spans():
-    assert speech_spans(np.zeros(32000, np.float32), 16000, 2, 0.3) == []
+    assert webrtcvad_spans(np.zeros(32000, np.float32), 16000, 2, 0.3) == []
+
+
+def _span_clips(spans, shot, shot_start_s, shot_end_s, min_clip_s, max_clip_s):
+    """VAD spans → clips, aiming at the longest clip, with no gap forcing a cut."""
+    return cut_clips([Token(s, e) for s, e in spans], shot, shot_start_s, shot_end_s, min_clip_s, max_clip_s,
+                     target_clip_s=max_clip_s, min_pause_s=0.3, max_gap_s=float("inf"))
 
 
 def test_grouping_respects_max_length_and_shot():
     spans = [(1.0, 3.0), (3.5, 5.0), (5.6, 8.0), (10.5, 10.8)]
-    clips = group_clips(spans, shot=0, shot_start_s=0.0, shot_end_s=12.0, min_clip_s=1.0, max_clip_s=5.0)
+    clips = _span_clips(spans, shot=0, shot_start_s=0.0, shot_end_s=12.0, min_clip_s=1.0, max_clip_s=5.0)
     assert [(c.speech_start_s, c.speech_end_s) for c in clips] == [(1.0, 5.0), (5.6, 8.0), (10.5, 10.8)]
     assert all(c.end_s - c.start_s <= 5.0 + 1e-9 for c in clips)
     assert clips[0].start_s == 1.0 - PAD_S
@@ -37,20 +44,17 @@ def test_grouping_respects_max_length_and_shot():
 
 
 def test_spans_are_clipped_to_their_shot():
-    clips = group_clips([(0.5, 4.0)], shot=3, shot_start_s=2.0, shot_end_s=3.5, min_clip_s=0.5, max_clip_s=8.0)
+    clips = _span_clips([(0.5, 4.0)], shot=3, shot_start_s=2.0, shot_end_s=3.5, min_clip_s=0.5, max_clip_s=8.0)
     assert len(clips) == 1 and clips[0].start_s == 2.0 and clips[0].end_s == 3.5
 
 
 def test_one_long_span_is_cut_into_pieces():
-    clips = group_clips([(0.0, 20.0)], 0, 0.0, 30.0, 1.0, 8.0)
+    clips = _span_clips([(0.0, 20.0)], 0, 0.0, 30.0, 1.0, 8.0)
     assert len(clips) == 3
     assert all(c.end_s - c.start_s <= 8.0 for c in clips)
 
 
 # --- cutting on word lists (the word-level backends) -------------------------------------------
-
-from nwt.data.segment import Token, cut_clips  # noqa: E402
-
 
 def _words(rng, seconds, pause_every=8, start=0.2):
     """A word stream: 0.15–0.5 s words, mostly abutting, a 0.3–0.8 s pause every ≈pause_every words."""
@@ -112,7 +116,6 @@ def test_unbroken_speech_is_cut_between_words_when_it_must():
 def test_lwt_profile_lengths_give_the_paper_mean():
     """profiles/lwt.yaml: target 7.5, max 11, min 3 on long face spans → mean ≈ 7.46 s (the paper's)."""
     import yaml
-
     from conftest import REPO
 
     seg = yaml.safe_load((REPO / "profiles" / "lwt.yaml").read_text())["segment"]

@@ -3,23 +3,26 @@ import json
 
 import numpy as np
 import pytest
+from conftest import repo_section, synthetic_config
 
 from nwt.data.segment import episode_clips
 from nwt.data.synthetic.episode import render_episode
+from nwt.params import SegmentParams, with_changes
 
 pytest.importorskip("silero_vad")
 pytest.importorskip("pocketsphinx")
 
-FPS, RATE = 25, 16000
-CFG = dict(vad="silero", vad_aggressiveness=2, vad_threshold=0.5, min_clip_s=2.0, max_clip_s=8.0, target_clip_s=6.0,
-           min_pause_s=0.3, max_gap_s=1.5)
+RENDER = synthetic_config()
+FPS, RATE = RENDER.fps, RENDER.sample_rate
+CFG = with_changes(repo_section("segment", SegmentParams), vad="silero", vad_aggressiveness=2, vad_threshold=0.5,
+                   min_clip_s=2.0, max_clip_s=8.0, target_clip_s=6.0, min_pause_s=0.3, max_gap_s=1.5)
 BOUNDARY_MEDIAN_LIMIT_S = 0.060  # the target on the synthetic corpus
 
 
 @pytest.fixture(scope="module")
 def episode(tmp_path_factory):
     out = tmp_path_factory.mktemp("segment_episode")
-    render_episode("e0", 1, 30.0, out)
+    render_episode("e0", 1, 30.0, out, RENDER)
     truth = json.loads((out / "e0.truth.json").read_text())
     shots = [(k, s["start_frame"], s["end_frame"]) for k, s in enumerate(truth["shots"]) if s["kind"] == "face"]
     return dict(path=str(out / "e0.mp4"), truth=str(out / "e0.truth.json"), shots=shots), truth
@@ -28,11 +31,11 @@ def episode(tmp_path_factory):
 @pytest.mark.parametrize("backend", ["silero", "pocketsphinx"])
 def test_backend_meets_the_boundary_target(episode, backend):
     job, truth = episode
-    res = episode_clips(job, dict(CFG, backend=backend), FPS, RATE)
+    res = episode_clips(job, with_changes(CFG, backend=backend), FPS, RATE)
     kept = [c for c in res["clips"] if c.status == "kept"]
     assert kept and res["boundary_errors_s"]
     assert np.median(res["boundary_errors_s"]) <= BOUNDARY_MEDIAN_LIMIT_S, (backend, res["boundary_errors_s"])
-    assert all(CFG["min_clip_s"] - 1e-9 <= c.end_s - c.start_s <= CFG["max_clip_s"] + 1e-9 for c in kept)
+    assert all(CFG.min_clip_s - 1e-9 <= c.end_s - c.start_s <= CFG.max_clip_s + 1e-9 for c in kept)
     assert res["audio_s"] == pytest.approx(30.0, abs=0.1) and res["compute_s"] > 0
     shot_range = {k: (s / FPS, e / FPS) for k, s, e in job["shots"]}
     for c in kept:
@@ -51,6 +54,6 @@ def test_backend_meets_the_boundary_target(episode, backend):
 
 def test_pocketsphinx_without_a_transcript_cuts_on_vad_spans_and_says_so(episode):
     job, _ = episode
-    res = episode_clips(dict(job, truth=None), dict(CFG, backend="pocketsphinx"), FPS, RATE)
+    res = episode_clips(dict(job, truth=None), with_changes(CFG, backend="pocketsphinx"), FPS, RATE)
     assert res["vad_only"] and res["clips"] and res["boundary_errors_s"] == []
-    assert not episode_clips(job, dict(CFG, backend="silero"), FPS, RATE)["vad_only"]
+    assert not episode_clips(job, with_changes(CFG, backend="silero"), FPS, RATE)["vad_only"]

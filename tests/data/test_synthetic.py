@@ -7,6 +7,7 @@ the mouth follows the audio; cuts are visible to a content detector.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import synthetic_config
 
 from nwt.data.synthetic import SyntheticConfig, render_episode
 from nwt.data.synthetic import episode as episode_mod
@@ -26,8 +28,8 @@ MIN_PAUSE_S = 0.4
 SPEECH_DBFS = -40.0
 
 
-def _render(out: Path, eid: str, seed: int, seconds: float, config: SyntheticConfig = SyntheticConfig()):
-    summary = render_episode(eid, seed, seconds, out, config)
+def _render(out: Path, eid: str, seed: int, seconds: float, config: SyntheticConfig | None = None):
+    summary = render_episode(eid, seed, seconds, out, config or synthetic_config())
     truth = json.loads((out / f"{eid}.truth.json").read_text())
     return summary, truth, out / f"{eid}.mp4"
 
@@ -76,9 +78,9 @@ def corpus(tmp_path_factory):
         "main_frames": _frames(main[2]),
         "again": _render(out / "again", "main", MAIN_SEED, MAIN_SECONDS),
         "other": _render(out, "other", OTHER_SEED, SHORT_SECONDS),
-        "faceless": _render(out, "faceless", MAIN_SEED, SHORT_SECONDS, SyntheticConfig(faces_per_frame=0)),
-        "two": _render(out, "two", MAIN_SEED, SHORT_SECONDS, SyntheticConfig(faces_per_frame=2)),
-        "silence": _render(out, "silence", OTHER_SEED, 9.0, SyntheticConfig(silence_s=2.5)),
+        "faceless": _render(out, "faceless", MAIN_SEED, SHORT_SECONDS, synthetic_config(faces_per_frame=0)),
+        "two": _render(out, "two", MAIN_SEED, SHORT_SECONDS, synthetic_config(faces_per_frame=2)),
+        "silence": _render(out, "silence", OTHER_SEED, 9.0, synthetic_config(silence_s=2.5)),
     }
 
 
@@ -241,14 +243,16 @@ def test_interrupted_render_leaves_no_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(episode_mod.pr, "composite", failing)
     with pytest.raises(KeyboardInterrupt):
-        render_episode("broken", 0, 3.0, tmp_path)
+        render_episode("broken", 0, 3.0, tmp_path, synthetic_config())
     assert list(tmp_path.iterdir()) == []
 
 
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError):
-        SyntheticConfig(faces_per_frame=3)
+        synthetic_config(faces_per_frame=3)
     with pytest.raises(ValueError):
-        SyntheticConfig(fps=30, sample_rate=16000)  # 533.3 samples per frame
+        dataclasses.replace(synthetic_config(), fps=30, sample_rate=16000)  # 533.3 samples per frame
     with pytest.raises(ValueError):
-        SyntheticConfig(identities=0)
+        dataclasses.replace(synthetic_config(), identities=0)
+    with pytest.raises(TypeError):  # the params-given settings have no default
+        SyntheticConfig(faces_per_frame=1)

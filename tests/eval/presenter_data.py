@@ -13,13 +13,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import syllable_envelope
 
+from nwt.checkpoint import save_checkpoint
 from nwt.constants import Timing
 from nwt.data.synthetic import presenter as pr
 from nwt.models.sync_expert import SyncDims, SyncExpert
-from nwt.checkpoint import save_checkpoint
-
-from conftest import syllable_envelope
+from nwt.params import EvaluateParams, build
 
 SPF = 640  # 16 kHz / 25 fps
 CROP_H, CROP_W = 256, 224
@@ -27,7 +27,15 @@ CROP_H, CROP_W = 256, 224
 # by overlaying a real test crop of the pipeline (face ellipse ≈ 0.56 of the crop height)
 SPRITE_CENTRE_ROW = 106
 SPRITE_SCALE = 0.6
-TINY_SYNC = dict(channels=4, audio_channels=8, embed_dim=16, height=24, width=28)
+TINY_SYNC = dict(channels=4, audio_channels=8, embed_dim=16, height=24, width=28, dropout=0.0)
+# an evaluate params section as params.yaml has it (no FID / FVD weights named)
+EVALUATE = dict(samples=3, control_clips=2, syncnet_weights="", fid_weights="", fid_frame_stride=5, fvd_weights="",
+                temperature=0.8, top_k=0, top_p=1.0, guidance=5.0, seed=0, codec_anchor_crf=41)
+
+
+def evaluate_params(**changes) -> EvaluateParams:
+    """A typed evaluate section for tests, checked as load_params() checks params.yaml."""
+    return build(EvaluateParams, {**EVALUATE, **changes}, "evaluate")
 
 
 def presenter_clip(rng: np.random.Generator, frames: int, identity: int = 0, wall=(120, 110, 100),
@@ -72,7 +80,7 @@ def sync_path(tmp_path_factory, presenter_clips):
             m.reset_running_stats()
             m.momentum = None  # a plain average over the batches below
     model.train()
-    timing = Timing()
+    timing = Timing(25, 16000)
     with torch.no_grad():
         for frames, audio in presenter_clips:
             v, mel = model.frames_to_input(frames), model.audio_to_input(audio, timing)

@@ -1,12 +1,10 @@
 """The codec anchor: the ground truth through intra-only libx264, as evaluate scores it."""
 import numpy as np
 import pytest
+from presenter_data import presenter_clip
 
 from nwt.eval.anchor import x264_round_trip
-from nwt.eval.metrics import mouth_darkness, pearson
-from nwt.eval.metrics import psnr_db
-
-from presenter_data import presenter_clip
+from nwt.eval.metrics import mouth_darkness, pearson, psnr_db
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from nwt.eval.control import control_accuracy, episode_control, nearest_episode, real_region_stats, region_stats
+from nwt.params import SamplingParams
 
 LOOKS = {"red_blue": ((200, 30, 30), (30, 30, 200)), "green_yellow": ((30, 200, 30), (220, 220, 40))}
 
@@ -50,20 +51,24 @@ class StandIn:
     def __init__(self, obeys: bool):
         self.obeys, self.decoded_with = obeys, set()
 
-    def from_audio(self, audio, episode_id, temperature, top_k, top_p, seed, decode_episode="?", guidance=None):
+    def from_audio(self, audio, episode_id, *, sampling, seed, decode_episode="?"):
+        assert sampling == SAMPLING
         self.decoded_with.add(decode_episode)
         look = episode_id if self.obeys else "red_blue"
         return SimpleNamespace(frames=frames(look, n=2, seed=seed))
+
+
+SAMPLING = SamplingParams(temperature=0.8, top_k=0, top_p=1.0, guidance=5.0)
 
 
 def test_episode_control_with_a_stand_in_generator():
     refs = {k: region_stats(frames(k, seed=9)) for k in LOOKS}
     audios = [np.zeros(100, np.float32)] * 3
     good = StandIn(True)
-    out = episode_control(good, audios, refs)
+    out = episode_control(good, audios, refs, SAMPLING, seed=0)
     assert out["accuracy"] == 1.0 and out["generations"] == 6 and good.decoded_with == {None}
     bad = StandIn(False)
-    assert episode_control(bad, audios, refs, decode_episode="red_blue")["accuracy"] == 0.5  # chance
+    assert episode_control(bad, audios, refs, SAMPLING, seed=0, decode_episode="red_blue")["accuracy"] == 0.5  # chance
     assert bad.decoded_with == {"red_blue"}
     with pytest.raises(ValueError, match="two episodes"):
-        episode_control(good, audios, {"red_blue": refs["red_blue"]})
+        episode_control(good, audios, {"red_blue": refs["red_blue"]}, SAMPLING, seed=0)

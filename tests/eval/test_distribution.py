@@ -5,14 +5,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from presenter_data import evaluate_params, presenter_clips, sync_path  # noqa: F401 (fixtures)
 
 from nwt.constants import Timing
 from nwt.eval.distribution import SYNC_FEAT, DistributionMetrics, standard_extractors
 from nwt.eval.lipsync import clip_embeddings, load_scorer, lse_scores
-from presenter_data import presenter_clips, sync_path  # noqa: F401 (fixtures)
 
 torch.set_num_threads(1)
-TIMING = Timing()
+TIMING = Timing(25, 16000)
 
 
 def sources(frames):
@@ -76,9 +76,8 @@ def test_one_clip_has_no_halves(presenter_clips, sync_path):
 
 
 def test_standard_extractors_follow_the_params(tmp_path):
-    assert standard_extractors({"fid_weights": "", "fvd_weights": ""}) == {"fid": None, "fvd": None}
-    assert standard_extractors({}) == {"fid": None, "fvd": None}
+    assert standard_extractors(evaluate_params()) == {"fid": None, "fvd": None}
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05-6726825d.pth.*evaluate.fid_weights"):
-        standard_extractors({"fid_weights": str(tmp_path / "missing.pth")})
+        standard_extractors(evaluate_params(fid_weights=str(tmp_path / "missing.pth")))
     with pytest.raises(FileNotFoundError, match="i3d_torchscript.pt.*evaluate.fvd_weights"):
-        standard_extractors({"fvd_weights": str(tmp_path / "missing.pt")})
+        standard_extractors(evaluate_params(fvd_weights=str(tmp_path / "missing.pt")))

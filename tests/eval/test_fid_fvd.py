@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from presenter_data import evaluate_params, presenter_clips, sync_path  # noqa: F401 (fixtures)
 
 from nwt.eval.distribution import DistributionMetrics, standard_extractors
 from nwt.eval.fid import FEATURE_DIM, FidInceptionV3, _tf_avg_pool, fid_features, load_fid_inception
 from nwt.eval.fvd import SEGMENT_FRAMES, fvd_features, load_i3d, segments
-from presenter_data import presenter_clips, sync_path  # noqa: F401 (fixtures)
 
 torch.set_num_threads(1)
 # torchvision's documented parameter count of inception_v3 (27,161,264) less its auxiliary head
@@ -125,8 +125,8 @@ def test_fvd_file_errors(tmp_path):
 
 
 def test_named_weights_give_fid_and_fvd_beside_the_floor(fid_file, fvd_file, presenter_clips):
-    extractors = standard_extractors({"fid_weights": str(fid_file[0]), "fid_frame_stride": 25,
-                                      "fvd_weights": str(fvd_file)})
+    extractors = standard_extractors(evaluate_params(fid_weights=str(fid_file[0]), fid_frame_stride=25,
+                                                     fvd_weights=str(fvd_file)))
     dist = DistributionMetrics(extractors)
     for frames, _ in presenter_clips[:4]:
         for source, video in (("gt", frames), ("recon", frames[:, :, ::-1]), ("gen", 255 - frames)):

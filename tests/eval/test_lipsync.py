@@ -1,25 +1,16 @@
-"""LSE-D / LSE-C as syncnet_python defines them, MFCC front end, and the official-weights path."""
+"""LSE-D / LSE-C as syncnet_python defines them, and scoring with the official weights' network
+(its MFCC front end and face crops: tests/models/test_syncnet.py)."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from nwt.constants import Timing
-from nwt.eval.lipsync import (
-    SyncNetS,
-    calc_pdist,
-    clip_embeddings,
-    load_official_syncnet,
-    load_scorer,
-    lse_from_embeddings,
-    lse_scores,
-    mfcc,
-    official_face_crops,
-    shifted_lse,
-)
+from nwt.eval.lipsync import calc_pdist, clip_embeddings, load_scorer, lse_from_embeddings, lse_scores, shifted_lse
+from nwt.models.syncnet import SyncNetS, load_official_syncnet
 
 torch.set_num_threads(1)
-TIMING = Timing()
+TIMING = Timing(25, 16000)
 SPF = TIMING.samples_per_frame
 
 
@@ -118,28 +109,6 @@ def test_shifted_lse_equals_scoring_the_cut_clip(k):
     np.testing.assert_allclose(fast["dists"], slow["dists"], atol=1e-6)
 
 
-def test_mfcc_matches_python_speech_features_conventions():
-    rng = np.random.default_rng(0)
-    T = 10
-    sig = rng.normal(0, 3000, T * SPF)
-    feat = mfcc(sig, 16000)
-    assert feat.shape == (4 * T - 1, 13)  # 1 + ceil((S − 400) / 160)
-    # c0 is the log of the frame's total power (pre-emphasised, rectangular window, |rfft|² / 512)
-    pre = np.append(sig[0], sig[1:] - 0.97 * sig[:-1])
-    frame0 = pre[:400]
-    energy0 = np.sum(np.abs(np.fft.rfft(frame0, 512)) ** 2) / 512
-    assert feat[0, 0] == pytest.approx(np.log(energy0))
-    assert np.isfinite(mfcc(np.zeros(2000), 16000)).all()  # silence: floored at eps, no -inf
-
-
-def test_official_face_crops_are_bgr_224():
-    frames = np.zeros((2, 256, 224, 3), np.uint8)
-    frames[..., 0] = 255  # pure red
-    out = official_face_crops(frames)
-    assert out.shape == (2, 3, 224, 224)
-    assert out[:, 2].mean() > 200 and out[:, 0].max() == 0  # red lands in channel 2 (BGR)
-
-
 def test_official_syncnet_loads_saved_state_dict_and_scores(tmp_path):
     torch.manual_seed(0)
     net = SyncNetS()
@@ -147,8 +116,10 @@ def test_official_syncnet_loads_saved_state_dict_and_scores(tmp_path):
     state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
     path = tmp_path / "syncnet_v2.model"
     torch.save(state, path)
-    model, timing = load_scorer(path)
-    assert (timing.fps, timing.sample_rate) == (25, 16000)
+    with pytest.raises(ValueError, match="face_scale"):
+        load_scorer(path)
+    model, timing = load_scorer(path, face_scale=2.0)
+    assert (timing.fps, timing.sample_rate) == (25, 16000) and model.face_scale == 2.0
     for k, v in state.items():
         torch.testing.assert_close(model.net.state_dict()[k], v)
     rng = np.random.default_rng(1)
@@ -163,11 +134,11 @@ def test_official_syncnet_loads_saved_state_dict_and_scores(tmp_path):
 
 def test_official_loader_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="syncnet_v2.model"):
-        load_official_syncnet(tmp_path / "missing.model")
+        load_official_syncnet(tmp_path / "missing.model", 2.0)
     bad = tmp_path / "bad.model"
     torch.save({"netcnnaud.0.weight": torch.zeros(1)}, bad)
-    with pytest.raises(Exception):
-        load_official_syncnet(bad)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        load_official_syncnet(bad, 2.0)
     other = tmp_path / "other.pt"
     torch.save({"x": torch.zeros(1)}, other)
     with pytest.raises(ValueError, match="neither"):

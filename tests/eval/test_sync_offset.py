@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO
-from nwt.constants import Timing
-from nwt.eval.lipsync import load_scorer, lse_scores
-from nwt.eval.sync_offset import mean_offset_curve, read_curve_tsv, write_curve_tsv
 from presenter_data import presenter_clips, sync_path  # noqa: F401 (fixtures)
 from test_lipsync import FakeScorer, fake_clip
 
+from nwt.constants import Timing
+from nwt.eval.lipsync import load_scorer, lse_scores
+from nwt.eval.sync_offset import mean_offset_curve, read_curve_tsv, write_curve_tsv
+
 torch.set_num_threads(1)
-TIMING = Timing()
+TIMING = Timing(25, 16000)
 SPF = TIMING.samples_per_frame
 PLOT_DIR = Path("reports/evaluate/plots/sync_offset")
 

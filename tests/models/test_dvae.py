@@ -1,5 +1,3 @@
-from dataclasses import asdict
-
 import numpy as np
 import pytest
 import torch
@@ -8,7 +6,9 @@ from nwt.models.discriminator import MultiScaleDiscriminator, d_hinge_loss, feat
 from nwt.models.dvae import DVAE, DVAEDims
 from nwt.models.dvae_io import decode_codes, encode_frames, episode_index_for, load_dvae
 
-TINY = dict(channels=8, max_mult=2, code_dim=16, num_codes=16, heads=2, episode_dim=8, n_episodes=2)
+TINY = dict(channels=8, max_mult=2, blocks=1, downsample=16, num_codes=16, heads=2, code_dim=16, temperature=1.0,
+            logit_scale=10.0, n_episodes=2, episode_dim=8, use_episode=True, stem=4, norm="group", height=256,
+            width=224)
 
 
 def _frames(n=3, seed=0):
@@ -19,7 +19,7 @@ def _frames(n=3, seed=0):
 @pytest.mark.parametrize("downsample,grid", [(16, (16, 14)), (32, (8, 7))])
 def test_shapes(downsample, grid):
     torch.manual_seed(0)
-    model = DVAE(DVAEDims(downsample=downsample, **TINY)).eval()
+    model = DVAE(DVAEDims(**{**TINY, "downsample": downsample})).eval()
     x = torch.rand(2, 3, 256, 224) * 2 - 1
     recon, idx, stats = model(x, torch.tensor([0, 1]))
     assert recon.shape == x.shape and idx.shape == (2, *grid, 2)
@@ -59,10 +59,10 @@ def test_checkpoint_rebuild_weights_only(tmp_path):
     torch.manual_seed(0)
     model = DVAE(DVAEDims(**TINY)).eval()
     path = tmp_path / "dvae.pt"
-    torch.save({"dims": asdict(model.dims), "state_dict": model.state_dict(), "episode_ids": ["a", "b"],
+    torch.save({"dims": model.dims.to_dict(), "state_dict": model.state_dict(), "episode_ids": ["a", "b"],
                 "unseen_ids": [], "timing": {"fps": 25, "sample_rate": 16000}, "fingerprint": "x", "step": 0}, path)
     ckpt = torch.load(path, weights_only=True)
-    again = DVAE(DVAEDims(**ckpt["dims"]))
+    again = DVAE(DVAEDims.from_checkpoint(ckpt["dims"]))
     again.load_state_dict(ckpt["state_dict"])
     again.eval()
     x = torch.rand(2, 3, 256, 224) * 2 - 1
@@ -90,7 +90,7 @@ def test_checkpoint_rebuild_weights_only(tmp_path):
 def test_episode_index_for():
     meta = {"episode_ids": ["a", "b", "c"], "unseen_ids": ["c"]}
     assert episode_index_for(meta, "a") == 0 and episode_index_for(meta, "b") == 1
-    assert episode_index_for(meta, "c") == 3 and episode_index_for(meta, "zzz") == 3 and episode_index_for(meta, None) == 3
+    assert episode_index_for(meta, "c") == episode_index_for(meta, "zzz") == episode_index_for(meta, None) == 3
 
 
 def test_discriminator_losses():
@@ -128,7 +128,7 @@ def test_tiny_overfit_loss_decreases():
 
 @pytest.mark.parametrize("stem, downsample", [(2, 16), (8, 16), (8, 32)])
 def test_stem_factors_keep_the_code_grid(stem, downsample):
-    dims = DVAEDims(channels=8, max_mult=2, downsample=downsample, stem=stem, num_codes=16, code_dim=16, n_episodes=2)
+    dims = DVAEDims(**{**TINY, "downsample": downsample, "stem": stem})
     model = DVAE(dims).eval()
     x = torch.rand(1, 3, 256, 224) * 2 - 1
     rec, idx, _ = model(x)
@@ -146,4 +146,4 @@ def test_channel_norm_is_per_pixel_so_crops_see_the_same_network():
     group = torch.nn.GroupNorm(8, 16)
     assert not torch.allclose(group(x)[..., 4:20, 8:20], group(x[..., 4:20, 8:20]))
     with pytest.raises(ValueError, match="norm"):
-        DVAEDims(norm="batch")
+        DVAEDims(**{**TINY, "norm": "batch"})

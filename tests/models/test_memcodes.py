@@ -5,7 +5,7 @@ from nwt.models.memcodes import Memcodes
 
 def test_eval_forward_equals_decode_indices():
     torch.manual_seed(0)
-    mc = Memcodes(dim=32, num_codes=16, heads=2).eval()
+    mc = Memcodes(dim=32, num_codes=16, heads=2, temperature=1.0, logit_scale=10.0).eval()
     x = torch.randn(3, 20, 32)
     out, idx = mc(x)
     assert out.shape == (3, 20, 32) and idx.shape == (3, 20, 2) and idx.dtype == torch.long
@@ -15,7 +15,7 @@ def test_eval_forward_equals_decode_indices():
 
 def test_training_is_straight_through_and_counts_usage():
     torch.manual_seed(0)
-    mc = Memcodes(dim=32, num_codes=16, heads=2, temperature=1.0).train()
+    mc = Memcodes(dim=32, num_codes=16, heads=2, temperature=1.0, logit_scale=10.0).train()
     x = torch.randn(2, 50, 32, requires_grad=True)
     out, idx = mc(x)
     # forward is a hard choice: the output equals the decoded indices (up to float rounding)
@@ -35,7 +35,7 @@ def test_usage_stats():
 
 def test_restart_dead_codes_from_queries():
     torch.manual_seed(0)
-    mc = Memcodes(dim=16, num_codes=8, heads=2).train()
+    mc = Memcodes(dim=16, num_codes=8, heads=2, temperature=1.0, logit_scale=10.0).train()
     x = torch.randn(4, 30, 16)
     mc(x)
     mc.code_usage.zero_()

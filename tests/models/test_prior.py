@@ -1,6 +1,4 @@
 """FAR prior: shapes, causality, cached == uncached sampling, determinism, rebuild from file."""
-from dataclasses import asdict
-
 import pytest
 import torch
 
@@ -11,7 +9,9 @@ from nwt.models.prior_io import load_prior
 torch.set_num_threads(1)
 
 TINY = dict(layers=2, dim=32, heads=2, audio_layers=1, audio_window=2, context_frames=5, grid_h=3, grid_w=2,
-            code_heads=2, num_codes=16, n_episodes=3, n_mels=8, code_dim=4, spatial_dim=8)
+            code_heads=2, num_codes=16, n_episodes=3, n_mels=8, code_dim=4, spatial_dim=8, mode="far", logit_scale=4.0,
+            sync_dim=0, audio_skip=0, style_dim=0, null_audio=False, style_hidden=64, mar_layers=2, mar_dim=64,
+            mar_heads=2)
 
 
 def tiny(**kw) -> Prior:
@@ -103,7 +103,7 @@ def test_episode_rows():
 def test_rebuild_from_file_weights_only(tmp_path):
     m = tiny()
     path = tmp_path / "prior.pt"
-    torch.save(dict(dims=asdict(m.dims), state_dict=m.state_dict(), episode_ids=["a", "b", "c"],
+    torch.save(dict(dims=m.dims.to_dict(), state_dict=m.state_dict(), episode_ids=["a", "b", "c"],
                     timing=dict(fps=25, sample_rate=16000), fingerprint="x", step=0), path)
     m2, meta = load_prior(path, "cpu")
     assert not m2.training and meta["episode_ids"] == ["a", "b", "c"] and meta["dims"]["layers"] == 2
@@ -116,14 +116,14 @@ def test_stale_checkpoint_layout_says_retrain(tmp_path):
     m = tiny()
     state = {k: v for k, v in m.state_dict().items() if not k.startswith("audio.stem_norm.")}
     path = tmp_path / "prior.pt"
-    torch.save(dict(dims=asdict(m.dims), state_dict=state, episode_ids=[], timing={}, fingerprint="x", step=0), path)
+    torch.save(dict(dims=m.dims.to_dict(), state_dict=state, episode_ids=[], timing={}, fingerprint="x", step=0), path)
     with pytest.raises(RuntimeError, match="dvc repro train_prior"):
         load_prior(path, "cpu")
 
 
 def test_unknown_mode():  # MAR has its own tests: tests/models/test_prior_mar.py
     with pytest.raises(ValueError):
-        PriorDims(mode="bogus")
+        PriorDims(**{**TINY, "mode": "bogus"})
 
 
 def test_style_latent_forward_kl_and_sampling():
@@ -275,8 +275,10 @@ def test_guidance_and_audio_dropout_need_the_null_audio():
 def test_audio_dropout_silences_windows_but_not_the_sync_loss():
     m = tiny(null_audio=True, sync_dim=8).train()
     codes, mel, ep = data(B=2, T=6)
-    run = lambda p: m(codes, mel, ep, audio_dropout=p, generator=torch.Generator().manual_seed(0), style=None,
-                      return_aux=True)
+    def run(p):
+        return m(codes, mel, ep, audio_dropout=p, generator=torch.Generator().manual_seed(0), style=None,
+                 return_aux=True)
+
     heard, silent = run(0.0), run(1.0)
     assert not torch.allclose(heard[0], silent[0])
     assert torch.allclose(heard[1]["sync"], silent[1]["sync"])  # paired with what was said, always

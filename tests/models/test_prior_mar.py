@@ -1,8 +1,8 @@
 """MAR prior (mode "mar"): causal inside a frame, KV-cached sampling equals uncached, same seed →
 same codes, streaming, it learns what FAR cannot (codes that depend on each other inside a
 frame), and FAR's checkpoint layout is untouched."""
+import functools
 import math
-from dataclasses import asdict
 
 import pytest
 import torch
@@ -15,7 +15,8 @@ torch.set_num_threads(1)
 GRID = (3, 2, 2)  # H', W', heads → 12 codes per frame
 TINY = dict(layers=2, dim=32, heads=2, audio_layers=1, audio_window=2, context_frames=5, grid_h=3, grid_w=2,
             code_heads=2, num_codes=16, n_episodes=3, n_mels=8, code_dim=4, spatial_dim=8,
-            mode="mar", mar_layers=2, mar_dim=16, mar_heads=2)
+            mode="mar", mar_layers=2, mar_dim=16, mar_heads=2, logit_scale=4.0, sync_dim=0, audio_skip=0, style_dim=0,
+            null_audio=False, style_hidden=64)
 
 
 def tiny(**kw) -> Prior:
@@ -62,6 +63,10 @@ def test_causal_inside_and_across_frames():
         assert not torch.allclose(out[:, t + 1], base[:, t + 1]), (t, j)
 
 
+def draw_with(gen: torch.Generator, kw: dict, logits: torch.Tensor) -> torch.Tensor:
+    return sample_logits(logits, kw.get("temperature"), kw.get("top_k", 0), kw.get("top_p", 1.0), gen)
+
+
 @pytest.mark.parametrize("kw", [dict(temperature=1.0), dict(temperature=0.7, top_k=5, top_p=0.9)])
 def test_kv_cached_sampling_equals_uncached(kw):
     """The head's token-by-token sampler: with its KV cache and recomputing the prefix at every
@@ -72,8 +77,7 @@ def test_kv_cached_sampling_equals_uncached(kw):
     draws = []
     for use_cache in (True, False):
         gen = torch.Generator().manual_seed(5)
-        draw = lambda lg: sample_logits(lg, kw.get("temperature"), kw.get("top_k", 0), kw.get("top_p", 1.0), gen)
-        draws.append(head.sample(h, skip, draw, use_cache=use_cache))
+        draws.append(head.sample(h, skip, functools.partial(draw_with, gen, kw), use_cache=use_cache))
     assert draws[0].shape == GRID and draws[0].dtype == torch.long
     assert torch.equal(draws[0], draws[1])
 
@@ -146,17 +150,18 @@ def test_checkpoint_layouts(tmp_path):
     assert not spatial & mar and mar - far == {"mar"} and far - mar == spatial
     m = tiny()
     path = tmp_path / "prior.pt"
-    torch.save(dict(dims=asdict(m.dims), state_dict=m.state_dict(), episode_ids=["a", "b", "c"],
+    torch.save(dict(dims=m.dims.to_dict(), state_dict=m.state_dict(), episode_ids=["a", "b", "c"],
                     timing=dict(fps=25, sample_rate=16000), fingerprint="x", step=0), path)
     m2, meta = load_prior(path, "cpu")
     assert m2.dims.mode == "mar" and meta["dims"]["mar_dim"] == 16
     codes, mel, ep = data()
     assert torch.equal(m(codes, mel, ep), m2(codes, mel, ep))
-    # a FAR prior.pt written before the MAR fields existed still loads (they default)
-    f = tiny(mode="far")
-    old_dims = {k: v for k, v in asdict(f.dims).items() if not k.startswith("mar_")}
+    # a FAR prior.pt written before the MAR fields existed still loads (migrate_prior_dims: 2 × 64 × 2)
+    f = tiny(mode="far", mar_layers=2, mar_dim=64, mar_heads=2)
+    old_dims = {k: v for k, v in f.dims.to_dict().items() if not k.startswith("mar_")}
     torch.save(dict(dims=old_dims, state_dict=f.state_dict(), episode_ids=[], timing={}, fingerprint="y", step=0), path)
     f2, _ = load_prior(path, "cpu")
+    assert f2.dims == f.dims
     assert torch.equal(f(codes, mel, ep), f2(codes, mel, ep))
 
 

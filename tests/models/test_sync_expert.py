@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from nwt.models.sync_expert import SyncDims, SyncExpert, load_sync_expert, mouth_crops
 from nwt.checkpoint import save_checkpoint
+from nwt.models.sync_expert import SyncDims, SyncExpert, load_sync_expert, mouth_crops
 
 torch.set_num_threads(1)
 
@@ -37,22 +37,22 @@ def test_front_ends(rng):
     assert wide.shape == (7, 30, 34)
     from nwt.constants import Timing
 
-    mel = m.audio_to_input(rng.normal(0, 0.1, 7 * 640).astype(np.float32), Timing())
+    mel = m.audio_to_input(rng.normal(0, 0.1, 7 * 640).astype(np.float32), Timing(25, 16000))
     assert mel.shape == (28, 80)  # 4 mel frames per video frame
 
 
 def test_mouth_box_is_where_the_dark_mouth_is():
     frames = np.full((1, 256, 224, 3), 200, np.uint8)
     frames[0, 125:150, 90:135] = 20  # a dark mouth at rows ≈0.49–0.59, columns ≈0.40–0.60
-    crop = mouth_crops(frames, SyncDims())[0].astype(float)
+    crop = mouth_crops(frames, SyncDims(**{**TINY, "height": 48, "width": 56}))[0].astype(float)
     assert crop.min() < 40 and crop.max() > 190  # mouth and skin both inside the box
 
 
 def test_dims_roundtrip_and_unknown_keys():
     dims = SyncDims(**TINY)
-    assert SyncDims.from_dict(dims.to_dict()) == dims
+    assert SyncDims.from_checkpoint(dims.to_dict()) == dims
     with pytest.raises(ValueError, match="unknown"):
-        SyncDims.from_dict({**dims.to_dict(), "bogus": 1})
+        SyncDims.from_checkpoint({**dims.to_dict(), "bogus": 1})
 
 
 def test_rebuild_from_checkpoint_alone(tmp_path):

@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from repo_params import PARAMS, TIMING
 
+from nwt.checkpoint import load_checkpoint
 from nwt.data.shards import ShardWriter, clip_sample
 from nwt.models.dvae_io import load_dvae
-from nwt.checkpoint import load_checkpoint
+from nwt.params import ParamsError, TrainDVAEParams, with_changes
 from nwt.train.dvae import train_dvae
 
 EPISODES = ["ep_a", "ep_b", "ep_c"]  # ep_c only appears in the unseen split
@@ -19,8 +21,7 @@ COLOURS = [(200, 60, 40), (40, 90, 200), (60, 180, 80)]
 TINY = dict(
     seed=0, steps=8, batch_size=2, lr=3e-3, warmup_steps=2, channels=8, max_mult=2, code_dim=16, num_codes=16,
     heads=2, episode_dim=8, disc_channels=4, restart_every=2, checkpoint_every=2, log_every=2, val_every=4,
-    val_quick_frames=4, val_frame_stride=5, shuffle_buffer=16, eval_batch_size=8,
-    media={"fps": 25, "sample_rate": 16000},
+    val_quick_frames=4, val_frame_stride=5, shuffle_buffer=16, eval_batch_size=8, cpu_bf16=False,
 )
 
 
@@ -55,8 +56,13 @@ def shards(tmp_path_factory) -> Path:
     return root
 
 
+def tiny(**changes) -> TrainDVAEParams:
+    """params.yaml's train_dvae section at the TINY size, with `changes`."""
+    return with_changes(PARAMS.train_dvae, **{**TINY, **changes})
+
+
 def _run(shards, tmp, cfg=TINY, **kw):
-    return train_dvae(dict(cfg), shards, tmp / "ckpt", tmp / "report", EPISODES, ["ep_c"], **kw)
+    return train_dvae(tiny(**cfg), TIMING, shards, tmp / "ckpt", tmp / "report", EPISODES, ["ep_c"], **kw)
 
 
 def test_train_resume_matches_straight_run(shards, tmp_path):
@@ -108,15 +114,17 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, shards: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK=str(rank))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     import torch.distributed as dist
 
     cfg = {**TINY, "steps": 4, "checkpoint_every": 2, "adv_start_fraction": 0.5, "decoder_phase_fraction": 0.5}
-    result = train_dvae(cfg, Path(shards), Path(out) / "ckpt", Path(out) / "report", EPISODES, ["ep_c"], device="cpu")
+    result = train_dvae(tiny(**cfg), TIMING, Path(shards), Path(out) / "ckpt", Path(out) / "report", EPISODES, ["ep_c"],
+                        device="cpu")
     if rank == 0:
         (Path(out) / "result.json").write_text(json.dumps(result))
-    dist.destroy_process_group()
+    assert not dist.is_initialized()  # the trainer closes the process group it opened
 
 
 # WebDataset refuses to read in a process group unless the pipeline names a node splitter;
@@ -168,10 +176,10 @@ def test_decoder_phase_freezes_encoder_and_codebook_and_resumes_exactly(shards, 
 
 
 def test_lr_schedule_anneals_the_joint_phase_then_the_decoder_phase():
-    from nwt.train.dvae import DEFAULTS, decoder_phase_start, disc_lr_at, lr_at
+    from nwt.train.dvae import decoder_phase_start, disc_lr_at, lr_at
 
-    cfg = {**DEFAULTS, "steps": 100, "decoder_phase_fraction": 0.4, "lr": 1e-3, "decoder_phase_lr": 5e-4,
-           "warmup_steps": 5, "min_lr_fraction": 0.05, "disc_lr": 2e-4}
+    cfg = with_changes(PARAMS.train_dvae, steps=100, decoder_phase_fraction=0.4, lr=1e-3, decoder_phase_lr=5e-4,
+                       warmup_steps=5, min_lr_fraction=0.05, disc_lr=2e-4)
     assert decoder_phase_start(cfg) == 60
     assert lr_at(4, cfg) == pytest.approx(1e-3)  # end of warm-up
     assert lr_at(59, cfg) == pytest.approx(5e-5, rel=0.02)  # the joint phase ends annealed: frozen encoder settled
@@ -179,11 +187,11 @@ def test_lr_schedule_anneals_the_joint_phase_then_the_decoder_phase():
     assert lr_at(99, cfg) == pytest.approx(2.5e-5, rel=0.05)  # ... and anneals too
     assert disc_lr_at(30, cfg) == pytest.approx(2e-4 * lr_at(30, cfg) / 1e-3)
     assert disc_lr_at(60, cfg) == disc_lr_at(99, cfg) == 2e-4  # constant critic in the decoder phase
-    off = {**cfg, "decoder_phase_fraction": 0.0}
+    off = with_changes(cfg, decoder_phase_fraction=0.0)
     assert decoder_phase_start(off) == 100 and lr_at(99, off) == pytest.approx(5e-5, rel=0.02)
     for bad in (1.0, -0.1):  # all steps in the decoder phase would train a decoder on random codes
-        with pytest.raises(ValueError, match="decoder_phase_fraction must be in"):
-            decoder_phase_start({**cfg, "decoder_phase_fraction": bad})
+        with pytest.raises(ParamsError, match="decoder_phase_fraction must be in"):
+            with_changes(cfg, decoder_phase_fraction=bad)
 
 
 def test_cpu_bf16_autocast_trains_and_resumes_exactly(shards, tmp_path):
@@ -201,7 +209,7 @@ def test_cpu_bf16_autocast_trains_and_resumes_exactly(shards, tmp_path):
     cfg = {**TINY, "cpu_bf16": True}
     bf16 = _run(shards, tmp_path / "bf16", cfg)
     assert bf16["train"]["steps"] == 8 and np.isfinite(bf16["val"]["psnr_db"])
-    fp32 = _run(shards, tmp_path / "fp32", {**TINY, "cpu_bf16": False})
+    _run(shards, tmp_path / "fp32", {**TINY, "cpu_bf16": False})
     a, b = load_checkpoint(tmp_path / "bf16/ckpt/dvae.pt"), load_checkpoint(tmp_path / "fp32/ckpt/dvae.pt")
     assert a["fingerprint"] != b["fingerprint"]  # a checkpoint of the other precision is not resumed
     assert any(not torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
@@ -229,7 +237,8 @@ def test_decoder_phase_ema_decay_sets_how_far_the_exported_decoder_lags(shards, 
     assert decoder_gap("lag", 0.99) > 1e-4
 
 
-@pytest.mark.parametrize("key,bad", [("ema_decay", 1.0), ("decoder_phase_ema_decay", -0.1), ("decoder_phase_ema_decay", 1.5)])
+@pytest.mark.parametrize("key,bad", [("ema_decay", 1.0), ("decoder_phase_ema_decay", -0.1),
+                                     ("decoder_phase_ema_decay", 1.5)])
 def test_ema_decay_outside_unit_interval_is_refused(shards, tmp_path, key, bad):
-    with pytest.raises(ValueError, match=f"train_dvae.{key} must be in"):
-        train_dvae({**TINY, key: bad}, shards, tmp_path / "ckpt", tmp_path / "reports", EPISODES, ["ep_c"])
+    with pytest.raises(ParamsError, match=f"train_dvae.{key} must be in"):
+        tiny(**{key: bad})

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
+from repo_params import PARAMS, TIMING
 
 from nwt.data.tokens import token_sample, write_codebook
 from nwt.models.prior_io import load_prior
+from nwt.params import PriorParams, with_changes
 from nwt.train.prior import train_prior
 
 torch.set_num_threads(1)
@@ -35,7 +37,8 @@ def synth_clip(rng: np.random.Generator, frames: int):
     return codes, mel
 
 
-def write_tokens(token_dir, clips_per_split=dict(train=12, val=4), frames=24, seed=0, codebook=True):
+def write_tokens(token_dir, clips_per_split=None, frames=24, seed=0, codebook=True):
+    clips_per_split = clips_per_split or dict(train=12, val=4)
     rng = np.random.default_rng(seed)
     token_dir.mkdir(parents=True, exist_ok=True)
     if codebook:  # what tokenize writes beside the shards: the dVAE's code values (2 heads × d 6 here)
@@ -56,9 +59,14 @@ def tokens(tmp_path_factory):
     return write_tokens(tmp_path_factory.mktemp("tokens"))
 
 
+def tiny(**changes) -> PriorParams:
+    """params.yaml's prior section at the TINY_CFG size, with `changes`."""
+    return with_changes(PARAMS.prior, **{**TINY_CFG, **changes})
+
+
 def run(tokens, root, **kw):
-    cfg = {**TINY_CFG, **{k: v for k, v in kw.items() if k != "stop_after"}}
-    return train_prior(cfg, tokens, root / "ckpt", root / "report", EPISODES, stop_after=kw.get("stop_after"))
+    stop_after = kw.pop("stop_after", None)
+    return train_prior(tiny(**kw), TIMING, tokens, root / "ckpt", root / "report", EPISODES, stop_after=stop_after)
 
 
 def test_learns_to_listen(tokens, tmp_path):
@@ -140,7 +148,7 @@ def test_no_style_latent_has_zero_kl(tokens, tmp_path):
 def test_style_kl_term_free_bits_and_annealing():
     from nwt.train.prior import style_kl_term
 
-    cfg = dict(style_kl_weight=1.0, style_free_bits=0.5, style_kl_anneal_steps=10)
+    cfg = tiny(style_kl_weight=1.0, style_free_bits=0.5, style_kl_anneal_steps=10)
     kl = torch.tensor([0.1, 2.0])
     assert style_kl_term(kl, 9, cfg, 10).item() == pytest.approx((0.5 + 2.0) / 10)
     assert style_kl_term(kl, 4, cfg, 10).item() == pytest.approx(0.5 * (0.5 + 2.0) / 10)
@@ -175,7 +183,7 @@ def test_mar_mode_trains_exports_and_evaluates(tokens, tmp_path):
     rebuilds with the mode, samples what the audio says, and evaluate_nll (the evaluate
     stage's figures) reads it unchanged."""
     from nwt.data.tokens import load_token_clips, token_paths
-    from nwt.train.prior import evaluate_nll
+    from nwt.eval.nll import evaluate_nll
 
     m = run(tokens, tmp_path, mode="mar", mar_layers=1, mar_dim=16, mar_heads=2, steps=60, checkpoint_every=60,
             log_every=20, prev_frame_dropout=0.0)
@@ -239,9 +247,9 @@ def test_dvc_stage_depends_on_every_module_that_shapes_a_checkpoint():
 
 
 def test_prior_dims_reads_the_params_section_and_gives_guidance_input_with_audio_dropout():
-    from nwt.train.prior import DEFAULTS, prior_dims
+    from nwt.train.prior import prior_dims
 
     data = dict(grid_h=4, grid_w=3, code_heads=2, num_codes=16, n_episodes=3, n_mels=80)
-    dims = prior_dims({**DEFAULTS, "layers": 3, "audio_dropout": 0.1}, **data)
+    dims = prior_dims(tiny(layers=3, audio_dropout=0.1), **data)
     assert dims.layers == 3 and dims.null_audio and (dims.grid_h, dims.num_codes, dims.n_episodes) == (4, 16, 3)
-    assert not prior_dims({**DEFAULTS, "audio_dropout": 0.0}, **data).null_audio
+    assert not prior_dims(tiny(audio_dropout=0.0), **data).null_audio

@@ -6,12 +6,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import syllable_envelope
+from repo_params import PARAMS, TIMING
 
 from nwt.data.shards import ShardWriter, clip_sample
-from nwt.models.sync_expert import SyncDims, load_sync_expert
-from nwt.train.sync import DEFAULTS, SyncClip, blur_windows, sample_batch, train_sync
-
-from conftest import syllable_envelope
+from nwt.models.sync_expert import load_sync_expert
+from nwt.params import TrainSyncParams, with_changes
+from nwt.train.sync import SyncClip, blur_windows, sample_batch, sync_dims, train_sync
 
 torch.set_num_threads(1)
 
@@ -20,7 +21,6 @@ TINY_CFG = dict(
     seed=0, steps=60, batch_size=32, anchors_per_clip=8, lr=3e-3, warmup_steps=5, channels=8, audio_channels=16,
     embed_dim=16, height=24, width=28, min_offset=5, checkpoint_every=20, log_every=10, shift_range=6,
     aug_shift_px=1, aug_brightness=0.05, aug_contrast=0.1, aug_audio_gain=0.1, aug_freq_mask=8,
-    media=dict(fps=25, sample_rate=16000),
 )
 
 
@@ -37,7 +37,8 @@ def synth_clip(rng: np.random.Generator, frames: int):
     return video, audio
 
 
-def write_shards(root, clips=dict(train=10, val=3), frames=48, seed=0):
+def write_shards(root, clips=None, frames=48, seed=0):
+    clips = clips or dict(train=10, val=3)
     rng = np.random.default_rng(seed)
     for split, n in clips.items():
         with ShardWriter(root, split) as sink:
@@ -53,9 +54,14 @@ def shards(tmp_path_factory):
     return write_shards(tmp_path_factory.mktemp("shards"))
 
 
+def tiny(**changes) -> TrainSyncParams:
+    """params.yaml's train_sync section at the TINY_CFG size, with `changes`."""
+    return with_changes(PARAMS.train_sync, **{**TINY_CFG, **changes})
+
+
 def run(shards, root, **kw):
     stop_after = kw.pop("stop_after", None)
-    return train_sync({**TINY_CFG, **kw}, shards, root / "ckpt", root / "report", stop_after=stop_after)
+    return train_sync(tiny(**kw), TIMING, shards, root / "ckpt", root / "report", stop_after=stop_after)
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +95,9 @@ def test_interrupted_run_resumes_to_the_same_weights(shards, full_run, tmp_path,
     root, metrics = full_run
     out = run(shards, tmp_path, stop_after=20)
     assert out == {"train": {"steps": 20}} and not (tmp_path / "ckpt" / "sync.pt").exists()
-    with caplog.at_level(logging.INFO, logger="nwt.train.sync"):
+    with caplog.at_level(logging.INFO, logger="nwt.train"):
         resumed = run(shards, tmp_path)
-    assert "resuming sync expert" in caplog.text
+    assert "train_sync: resuming" in caplog.text
     a = torch.load(root / "ckpt" / "sync.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "ckpt" / "sync.pt", weights_only=True)["state_dict"]
     for k in a:
@@ -131,15 +137,16 @@ def test_blur_augmentation_blurs_each_window_by_its_own_sigma():
 def test_sample_batch_degrades_mouth_windows_only_when_asked():
     """aug_blur_sigma / aug_noise change the video windows of a batch (drawn from the same clips
     and positions); at 0 the windows are the stored crops."""
-    dims = SyncDims(height=32, width=40)
+    dims = sync_dims(with_changes(PARAMS.train_sync, height=32, width=40))
     gen = np.random.default_rng(1)
     t = 40
     clips = [SyncClip(f"c{i}", torch.from_numpy(gen.integers(0, 256, (t, 32, 40), dtype=np.uint8)),
                       torch.zeros(4 * t, dims.n_mels), np.zeros(t)) for i in range(2)]
-    base = {**DEFAULTS, "batch_size": 16, "aug_audio_gain": 0.0, "aug_freq_mask": 0}
+    base = dict(batch_size=16, aug_audio_gain=0.0, aug_freq_mask=0)
 
     def video(**aug):
-        v, _, cid, start = sample_batch(clips, {**base, **aug}, np.random.default_rng(0), dims)
+        p = with_changes(PARAMS.train_sync, **base, **aug)
+        v, _, cid, start = sample_batch(clips, p, np.random.default_rng(0), dims)
         stored = torch.stack([clips[c].mouth[s : s + 5] for c, s in zip(cid.tolist(), start.tolist())]).float()
         return v, stored
 

@@ -90,7 +90,8 @@ def align_words(audio16: np.ndarray, words: list[str], offset_s: float = 0.0) ->
     return [Token(offset_s + a * FRAME_S, offset_s + (b + 1) * FRAME_S, w) for w, a, b in got]
 
 
-def match_sentences(sentence_words: list[list[str]], spans: list[tuple[float, float]]) -> list[tuple[list[int], list[int]]]:
+def match_sentences(sentence_words: list[list[str]],
+                    spans: list[tuple[float, float]]) -> list[tuple[list[int], list[int]]]:
     """Monotone sentence ↔ span matching → [(sentence indices, span indices)] (either may be empty)."""
     n, m = len(sentence_words), len(spans)
     letters = np.array([max(1, sum(len(w) for w in ws)) for ws in sentence_words], float)

@@ -33,7 +33,8 @@ def to_vad_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return resample_poly(audio, VAD_RATE // g, sample_rate // g).astype(np.float32)
 
 
-def webrtcvad_spans(audio: np.ndarray, sample_rate: int, aggressiveness: int, min_pause_s: float) -> list[tuple[float, float]]:
+def webrtcvad_spans(audio: np.ndarray, sample_rate: int, aggressiveness: int,
+                    min_pause_s: float) -> list[tuple[float, float]]:
     """(S,) float audio → [(start_s, end_s)] of speech, by webrtcvad."""
     import webrtcvad
 
@@ -78,8 +79,8 @@ def load_silero():
             try:
                 from silero_vad import load_silero_vad
             except ImportError as err:
-                raise RuntimeError("segment.backend silero needs the silero-vad package (pip install silero-vad==6.2.3; "
-                                   "its model ships inside the wheel)") from err
+                raise RuntimeError("segment.backend silero needs the silero-vad package "
+                                   "(pip install silero-vad==6.2.3; its model ships inside the wheel)") from err
             finally:
                 torch.set_num_threads(threads)
             import warnings
@@ -104,7 +105,8 @@ def silero_probs(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.asarray(probs, np.float32)
 
 
-def silero_spans(audio: np.ndarray, sample_rate: int, threshold: float, min_pause_s: float) -> list[tuple[float, float]]:
+def silero_spans(audio: np.ndarray, sample_rate: int, threshold: float,
+                 min_pause_s: float) -> list[tuple[float, float]]:
     """(S,) float audio → [(start_s, end_s)] of speech, by silero-vad (hysteresis as in the package)."""
     from silero_vad import get_speech_timestamps_from_probs
 

@@ -17,6 +17,8 @@ import threading
 from collections import deque
 from pathlib import Path
 
+from nwt.params import SegmentParams, WhisperxParams
+
 WORKER = Path(__file__).with_name("whisperx_worker.py")
 ENV_HINT = "make the ASR env with `make asr-env` (whisperx 3.8.6 in its own venv, ≈5 min, ≈7.6 GB)"
 STDERR_TAIL_LINES = 20
@@ -27,23 +29,23 @@ class AsrError(RuntimeError):
 
 
 class WhisperxClient:
-    """`with WhisperxClient(python, ...) as asr: asr.transcribe(path)` → {"words", "segments", ...}."""
+    """`with WhisperxClient(cfg) as asr: asr.transcribe(path)` → {"words", "segments", ...}.
 
-    def __init__(self, python: str | Path, model: str = "large-v3", language: str = "en", device: str = "auto",
-                 compute_type: str = "", batch_size: int = 16, model_dir: str | Path = "models/asr",
-                 vad_method: str = "pyannote", worker: str | Path = WORKER, timeout_s: float | None = None):
-        self.python = Path(python)
+    cfg is the segment section's `whisperx:` block (paths relative to the working directory, the
+    repository root under `dvc repro`); `worker` is the script the ASR venv's python runs.
+    """
+
+    def __init__(self, cfg: WhisperxParams, worker: str | Path = WORKER):
+        self.python = Path(cfg.python)
         self.worker = Path(worker)
-        self.options = dict(model=model, language=language, device=device, batch_size=int(batch_size),
-                            model_dir=str(Path(model_dir).resolve()), vad_method=vad_method)
-        if compute_type:
-            self.options["compute_type"] = compute_type
-        self.timeout_s = timeout_s
+        self.options = dict(model=cfg.model, language=cfg.language, device=cfg.device, compute_type=cfg.compute_type,
+                            batch_size=cfg.batch_size, model_dir=str(Path(cfg.model_dir).resolve()),
+                            vad_method=cfg.vad_method)
         self.proc: subprocess.Popen | None = None
         self._stderr: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self._stderr_thread: threading.Thread | None = None
 
-    def start(self) -> "WhisperxClient":
+    def start(self) -> WhisperxClient:
         if not self.python.exists():
             raise AsrError(f"segment.backend whisperx: the ASR env's python {self.python} does not exist; {ENV_HINT}")
         if not os.access(self.python, os.X_OK):
@@ -111,7 +113,7 @@ class WhisperxClient:
                 stream.close()
         self.proc = None
 
-    def __enter__(self) -> "WhisperxClient":
+    def __enter__(self) -> WhisperxClient:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -136,9 +138,6 @@ def validate_response(response: dict) -> dict:
     return dict(response, words=clean)
 
 
-def client_from_params(cfg: dict) -> WhisperxClient:
-    """The segment section's `whisperx:` block → a client (paths relative to the repository root)."""
-    wx = cfg["whisperx"]
-    return WhisperxClient(python=wx["python"], model=wx["model"], language=wx["language"], device=wx["device"],
-                          compute_type=wx["compute_type"], batch_size=wx["batch_size"], model_dir=wx["model_dir"],
-                          vad_method=wx["vad_method"])
+def client_from_params(cfg: SegmentParams) -> WhisperxClient:
+    """The segment section → a client for its `whisperx:` block."""
+    return WhisperxClient(cfg.whisperx)

@@ -6,9 +6,11 @@ lines over stdin/stdout. It uses only the standard library and whisperx, so it r
 checkout without installing nwt into that venv.
 
 Contract (one JSON object per line each way; one response per request, in order):
-  request:  {"audio": "/path/episode.mp4", "language": "en", "model": "large-v3",
-             optional: "device": "auto"|"cuda"|"cpu", "compute_type": "float16"|"int8"|...,
-             "batch_size": 16, "model_dir": "models/asr", "vad_method": "pyannote"|"silero"}
+  request:  {"audio": "/path/episode.mp4", "model": "large-v3", "language": "en",
+             "device": "auto"|"cuda"|"cpu", "compute_type": ""|"float16"|"int8"|...,
+             "batch_size": 16, "model_dir": "/abs/models/asr", "vad_method": "pyannote"|"silero"}
+            every key is required: the values are params.yaml's segment.whisperx block, sent by
+            nwt/data/asr/whisperx_client.py ("" compute_type: float16 on cuda, int8 on cpu)
   response: {"words": [{"word": str, "start_s": float, "end_s": float}, ...],
              "segments": [{"start_s": float, "end_s": float, "text": str}, ...],
              "language": str}
@@ -33,6 +35,8 @@ import sys
 MODEL_HINT = ("whisperx models are fetched into {model_dir} on first use with network access "
               "(faster-whisper-{model} and the {language} wav2vec2 alignment model); offline, copy them there first")
 
+REQUEST_KEYS = ("audio", "model", "language", "device", "compute_type", "batch_size", "model_dir", "vad_method")
+
 _cache: dict = {}
 
 
@@ -55,10 +59,10 @@ def _supported(fn, **kwargs) -> dict:
 def _models(req: dict):
     import whisperx
 
-    device = _device(req.get("device", "auto"))
-    model, language = req.get("model", "large-v3"), req.get("language", "en")
-    model_dir = os.path.abspath(req.get("model_dir") or "models/asr")
-    compute_type = req.get("compute_type") or ("float16" if device == "cuda" else "int8")
+    device = _device(req["device"])
+    model, language = req["model"], req["language"]
+    model_dir = os.path.abspath(req["model_dir"])
+    compute_type = req["compute_type"] or ("float16" if device == "cuda" else "int8")
     key = (model, language, device, compute_type, model_dir)
     if key not in _cache:
         os.makedirs(model_dir, exist_ok=True)
@@ -66,7 +70,7 @@ def _models(req: dict):
         try:
             asr = whisperx.load_model(model, device, **_supported(
                 whisperx.load_model, compute_type=compute_type, language=language, download_root=model_dir,
-                vad_method=req.get("vad_method", "pyannote"),
+                vad_method=req["vad_method"],
                 local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1"))
         except Exception as err:  # noqa: BLE001 - reported over the protocol
             raise RuntimeError(f"cannot load the whisper model {model!r}: {type(err).__name__}: {err}. {hint}") from err
@@ -74,7 +78,8 @@ def _models(req: dict):
             align_model, metadata = whisperx.load_align_model(**_supported(
                 whisperx.load_align_model, language_code=language, device=device, model_dir=model_dir))
         except Exception as err:  # noqa: BLE001
-            raise RuntimeError(f"cannot load the {language!r} alignment model: {type(err).__name__}: {err}. {hint}") from err
+            raise RuntimeError(f"cannot load the {language!r} alignment model: {type(err).__name__}: {err}. "
+                               f"{hint}") from err
         _cache[key] = (asr, align_model, metadata, device)
     return _cache[key]
 
@@ -82,18 +87,20 @@ def _models(req: dict):
 def transcribe(req: dict) -> dict:
     import whisperx
 
-    if not os.path.exists(req.get("audio", "")):
-        raise FileNotFoundError(f"audio not found: {req.get('audio')!r}")
+    if not os.path.exists(req["audio"]):
+        raise FileNotFoundError(f"audio not found: {req['audio']!r}")
     asr, align_model, metadata, device = _models(req)
     audio = whisperx.load_audio(req["audio"])  # ffmpeg → 16 kHz mono float32
-    result = asr.transcribe(audio, **_supported(asr.transcribe, batch_size=int(req.get("batch_size", 16)),
-                                                language=req.get("language", "en")))
+    result = asr.transcribe(audio, **_supported(asr.transcribe, batch_size=int(req["batch_size"]),
+                                                language=req["language"]))
     aligned = whisperx.align(result["segments"], align_model, metadata, audio, device, return_char_alignments=False)
-    words = [{"word": str(w["word"]).strip(), "start_s": round(float(w["start"]), 3), "end_s": round(float(w["end"]), 3)}
+    words = [{"word": str(w["word"]).strip(), "start_s": round(float(w["start"]), 3),
+              "end_s": round(float(w["end"]), 3)}
              for w in aligned.get("word_segments", []) if "start" in w and "end" in w and str(w["word"]).strip()]
-    segments = [{"start_s": round(float(s["start"]), 3), "end_s": round(float(s["end"]), 3), "text": str(s.get("text", "")).strip()}
+    segments = [{"start_s": round(float(s["start"]), 3), "end_s": round(float(s["end"]), 3),
+                 "text": str(s.get("text", "")).strip()}
                 for s in aligned.get("segments", [])]
-    return {"words": words, "segments": segments, "language": result.get("language", req.get("language", "en"))}
+    return {"words": words, "segments": segments, "language": result.get("language", req["language"])}
 
 
 def _protocol_channel():
@@ -118,8 +125,8 @@ def main() -> int:
             continue
         try:
             req = json.loads(line)
-            if not isinstance(req, dict) or "audio" not in req:
-                raise ValueError('a request is a JSON object with at least "audio"')
+            if not isinstance(req, dict) or any(k not in req for k in REQUEST_KEYS):
+                raise ValueError(f"a request is a JSON object with the keys {', '.join(REQUEST_KEYS)}")
             resp = transcribe(req)
         except Exception as err:  # noqa: BLE001 - every failure becomes an error response
             resp = {"error": f"{type(err).__name__}: {err}"}

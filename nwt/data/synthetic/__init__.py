@@ -1,7 +1,7 @@
 """The embedded default corpus: a procedurally rendered talking presenter with ground truth.
 
 `render_episode` writes one episode (mp4 + truth JSON); `SyntheticConfig` holds the render
-settings; `EpisodeLook` is the per-episode appearance (the latent attributes). See DESIGN.md,
+settings; `EpisodeLook` is the per-episode appearance (the latent attributes). See docs/design.md,
 "The embedded default".
 """
 from nwt.data.synthetic.episode import SyntheticConfig, render_episode

@@ -43,6 +43,7 @@ from nwt.constants import Timing
 from nwt.data.synthetic import presenter as pr
 from nwt.data.synthetic.speech import synth
 from nwt.data.synthetic.text import sentence
+from nwt.params import MediaParams, SyntheticParams
 
 LEAD_IN_S = 0.4  # silence before the first sentence
 PAUSE_RANGE_S = (0.4, 1.2)  # between sentences; ≥ 0.4 s so segmentation has clean boundaries
@@ -64,16 +65,20 @@ INT16_MAX = 32767
 FILE_MODE = 0o644
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SyntheticConfig:
-    """How episodes are rendered; everything that is not drawn from the seed."""
+    """How episodes are rendered; everything that is not drawn from the seed.
+
+    `fps`, `sample_rate` (media section) and `identities` (download.synthetic) are params and have
+    no default here; the rest are fixed render settings (tests vary the presenter layout).
+    """
 
     width: int = 640
     height: int = 360
-    fps: int = 25
-    sample_rate: int = 16000
+    fps: int
+    sample_rate: int
     voice: str = "en-us"  # espeak voice family; identities append their variant
-    identities: int = 1  # episodes draw their presenter among the first N identities
+    identities: int  # episodes draw their presenter among the first N identities
     slide_fraction: float = 0.2  # expected fraction of shots that are slide cut-aways
     shot_min_s: float = 2.5
     shot_max_s: float = 7.0
@@ -81,6 +86,11 @@ class SyntheticConfig:
     preset: str = "veryfast"
     faces_per_frame: int = 1  # 0: face-less episode; 2: a second, different presenter beside the first
     silence_s: float = 0.0  # an idle silent stretch inserted mid-episode (tests segmentation)
+
+    @classmethod
+    def from_params(cls, media: MediaParams, synthetic: SyntheticParams, **settings) -> SyntheticConfig:
+        """The default corpus's config (params.yaml's media rates and identities), other settings changed."""
+        return cls(fps=media.fps, sample_rate=media.sample_rate, identities=synthetic.identities, **settings)
 
     def __post_init__(self) -> None:
         Timing(self.fps, self.sample_rate)  # samples per frame must be whole
@@ -136,7 +146,7 @@ def _speak(rng: np.random.Generator, n_frames: int, config: SyntheticConfig, voi
         speech, start, silent_before = None, cursor, False
         for _ in range(FIT_TRIES):
             text = sentence(rng)
-            candidate = synth(text, voice, look.rate, look.pitch, sr)
+            candidate = synth(text, voice, look.rate, look.pitch, sample_rate=sr)
             length = candidate.offset_s - candidate.onset_s
             # the silence goes before the first sentence that would cross the episode's middle
             silent_before = silence_at is not None and silence is None and cursor + length > silence_at
@@ -286,8 +296,7 @@ def _temp_path(out_dir: Path, name: str) -> str:
     return path
 
 
-def render_episode(episode_id: str, seed: int, seconds: float, out_dir: Path,
-                   config: SyntheticConfig = SyntheticConfig()) -> dict:
+def render_episode(episode_id: str, seed: int, seconds: float, out_dir: Path, config: SyntheticConfig) -> dict:
     """Render `out_dir/{episode_id}.mp4` and `out_dir/{episode_id}.truth.json` from `seed`.
 
     The same seed and config give the same truth JSON. Returns a small summary:
@@ -296,7 +305,7 @@ def render_episode(episode_id: str, seed: int, seconds: float, out_dir: Path,
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fps, spf = config.fps, config.sample_rate // config.fps
+    fps = config.fps
     n_frames = int(round(seconds * fps))
     if n_frames <= 0:
         raise ValueError(f"seconds must give at least one frame, got {seconds}")
@@ -307,8 +316,74 @@ def render_episode(episode_id: str, seed: int, seconds: float, out_dir: Path,
     track = _speak(_rng(seed, _Stream.TEXT), n_frames, config, config.voice + identity.voice_variant, look)
     opening, width = pr.mouth_track(track.mouth_phonemes, n_frames, fps, pr.loudness(track.pcm, config.sample_rate))
     shots = _plan_shots(_rng(seed, _Stream.SHOTS), n_frames, config)
+    scene = _cast(seed, n_frames, config, identity_id, look, track.pcm, opening, width)
 
-    rms = np.sqrt(np.mean(track.pcm.reshape(n_frames, spf).astype(np.float64) ** 2, axis=1))
+    out_mp4 = out_dir / f"{episode_id}.mp4"
+    out_json = out_dir / f"{episode_id}.truth.json"
+    tmp_mp4 = _temp_path(out_dir, f"{episode_id}.mp4")
+    tmp_json = _temp_path(out_dir, f"{episode_id}.truth.json")
+    fd, wav = tempfile.mkstemp(suffix=".wav", prefix=f"nwt-{episode_id}-")
+    os.close(fd)
+    try:
+        _write_wav(wav, track.pcm, config.sample_rate)
+        face_boxes = _encode(episode_id, wav, tmp_mp4, config, f"nwt.data.synthetic episode={episode_id} seed={seed}",
+                             shots, scene, _rng(seed, _Stream.SLIDES))
+        truth = {
+            "episode_id": episode_id,
+            "seed": seed,
+            "fps": fps,
+            "sample_rate": config.sample_rate,
+            "width": config.width,
+            "height": config.height,
+            "n_frames": n_frames,
+            "duration_s": n_frames / fps,
+            "look": look.to_json(),
+            "identity": identity_id,
+            "shots": [s.to_json() for s in shots],
+            "cuts": [s.start_frame for s in shots[1:]],
+            "sentences": track.sentences,
+            "words": track.words,
+            "phonemes": [{"time_s": round(t, 4), "symbol": p} for t, p in track.phonemes],
+            "mouth_open": [round(float(v), 4) for v in opening],
+            "face_boxes": face_boxes,
+            "presenters": scene.ids,
+            "silence": track.silence,
+            "config": asdict(config),
+        }
+        with open(tmp_json, "w") as fh:
+            json.dump(truth, fh)
+        for path in (tmp_mp4, tmp_json):
+            os.chmod(path, FILE_MODE)  # mkstemp makes 0600 files
+        os.replace(tmp_mp4, out_mp4)
+        os.replace(tmp_json, out_json)  # last: its presence marks a complete episode
+    finally:
+        for path in (wav, tmp_mp4, tmp_json):
+            if os.path.exists(path):
+                os.remove(path)
+    return {
+        "episode_id": episode_id,
+        "seconds": n_frames / fps,
+        "n_frames": n_frames,
+        "bytes": out_mp4.stat().st_size,
+        "render_s": round(time.perf_counter() - t0, 3),
+    }
+
+
+@dataclass
+class _Scene:
+    """Who is on the stage: presenter identity ids (first = the speaker), their animation, the set."""
+
+    ids: list[int]
+    presenters: list[_OnScreen]
+    stage: np.ndarray
+    anchor_x: float  # the camera's horizontal anchor on the stage, pixels
+
+
+def _cast(seed: int, n_frames: int, config: SyntheticConfig, identity_id: int, look: pr.EpisodeLook,
+          pcm: np.ndarray, opening: np.ndarray, width: np.ndarray) -> _Scene:
+    """The speaker (mouth, blinks, sway that dips with loudness) and, with faces_per_frame 2, a listener."""
+    fps, spf = config.fps, config.sample_rate // config.fps
+    rms = np.sqrt(np.mean(pcm.reshape(n_frames, spf).astype(np.float64) ** 2, axis=1))
     loudness = rms / (rms.max() + 1e-6)
     motion = _rng(seed, _Stream.MOTION)
     presenters: list[_OnScreen] = []
@@ -331,89 +406,52 @@ def render_episode(episode_id: str, seed: int, seconds: float, out_dir: Path,
     bodies = [(p.x / pr.STAGE_W, (look if k == 0 else second_look).shirt) for k, p in enumerate(presenters)]
     stage = pr.stage_background(look, bodies)
     anchor_x = float(np.mean([p.x for p in presenters])) if presenters else px
+    return _Scene(ids, presenters, stage, anchor_x)
 
-    out_mp4 = out_dir / f"{episode_id}.mp4"
-    out_json = out_dir / f"{episode_id}.truth.json"
-    tmp_mp4 = _temp_path(out_dir, f"{episode_id}.mp4")
-    tmp_json = _temp_path(out_dir, f"{episode_id}.truth.json")
-    fd, wav = tempfile.mkstemp(suffix=".wav", prefix=f"nwt-{episode_id}-")
-    os.close(fd)
+
+def _encode(episode_id: str, wav: str, out: str, config: SyntheticConfig, comment: str, shots: list[_Shot],
+            scene: _Scene, slide_rng: np.random.Generator) -> list[list[float] | None]:
+    """Draw every frame into ffmpeg (with the soundtrack `wav`) → the first presenter's face box per frame."""
     face_boxes: list[list[float] | None] = []
-    slide_rng = _rng(seed, _Stream.SLIDES)
+    enc = _ffmpeg(wav, out, config, comment)
     try:
-        _write_wav(wav, track.pcm, config.sample_rate)
-        enc = _ffmpeg(wav, tmp_mp4, config, f"nwt.data.synthetic episode={episode_id} seed={seed}")
-        try:
-            for shot in shots:
-                if shot.kind == "slide":
-                    frame = pr.slide(slide_rng, config.width, config.height)
-                    for _ in range(shot.start_frame, shot.end_frame):
-                        enc.stdin.write(frame.data)
-                        face_boxes.append(None)
-                    continue
-                cam = _camera(shot, anchor_x, config)
-                bg = cv2.warpAffine(stage, cam[:2], (config.width, config.height), flags=cv2.INTER_LINEAR)
-                for f in range(shot.start_frame, shot.end_frame):
-                    frame = bg.copy()
-                    for i, p in enumerate(presenters):
-                        sprite = p.sprite.copy()
-                        pr.draw_dynamic(sprite, p.identity, p.opening[f], p.width[f], p.blink[f])
-                        m = cam @ p.transform(f)
-                        pr.composite(frame, sprite, p.alpha, m[:2])
-                        if i == 0:
-                            cx, cy = m[:2] @ (pr.SPRITE_HX, pr.SPRITE_HY, 1.0)
-                            w, h = 2 * pr.FACE_A * cam[0, 0], 2 * pr.FACE_B * cam[1, 1]
-                            face_boxes.append([round(float(v), 2) for v in (cx - w / 2, cy - h / 2, w, h)])
-                    if not presenters:
-                        face_boxes.append(None)
-                    enc.stdin.write(frame.data)
-            enc.stdin.close()
-        except BrokenPipeError:
-            pass  # ffmpeg died; its stderr below says why
-        except BaseException:
-            enc.kill()
-            enc.wait()
-            raise
-        err = enc.stderr.read().decode(errors="replace")
-        if enc.wait() != 0:
-            raise RuntimeError(f"ffmpeg failed for {episode_id}: {err.strip()}")
+        for shot in shots:
+            _draw_shot(enc.stdin, shot, scene, config, slide_rng, face_boxes)
+        enc.stdin.close()
+    except BrokenPipeError:
+        pass  # ffmpeg died; its stderr below says why
+    except BaseException:
+        enc.kill()
+        enc.wait()
+        raise
+    err = enc.stderr.read().decode(errors="replace")
+    if enc.wait() != 0:
+        raise RuntimeError(f"ffmpeg failed for {episode_id}: {err.strip()}")
+    return face_boxes
 
-        truth = {
-            "episode_id": episode_id,
-            "seed": seed,
-            "fps": fps,
-            "sample_rate": config.sample_rate,
-            "width": config.width,
-            "height": config.height,
-            "n_frames": n_frames,
-            "duration_s": n_frames / fps,
-            "look": look.to_json(),
-            "identity": identity_id,
-            "shots": [s.to_json() for s in shots],
-            "cuts": [s.start_frame for s in shots[1:]],
-            "sentences": track.sentences,
-            "words": track.words,
-            "phonemes": [{"time_s": round(t, 4), "symbol": p} for t, p in track.phonemes],
-            "mouth_open": [round(float(v), 4) for v in opening],
-            "face_boxes": face_boxes,
-            "presenters": ids,
-            "silence": track.silence,
-            "config": asdict(config),
-        }
-        with open(tmp_json, "w") as fh:
-            json.dump(truth, fh)
-        for path in (tmp_mp4, tmp_json):
-            os.chmod(path, FILE_MODE)  # mkstemp makes 0600 files
-        os.replace(tmp_mp4, out_mp4)
-        os.replace(tmp_json, out_json)  # last: its presence marks a complete episode
-    finally:
-        for path in (wav, tmp_mp4, tmp_json):
-            if os.path.exists(path):
-                os.remove(path)
-    return {
-        "episode_id": episode_id,
-        "seconds": n_frames / fps,
-        "n_frames": n_frames,
-        "bytes": out_mp4.stat().st_size,
-        "render_s": round(time.perf_counter() - t0, 3),
-    }
+
+def _draw_shot(sink, shot: _Shot, scene: _Scene, config: SyntheticConfig, slide_rng: np.random.Generator,
+               face_boxes: list[list[float] | None]) -> None:
+    """Write one shot's frames (BGR bytes) to `sink`, appending each frame's face box (None: no presenter)."""
+    if shot.kind == "slide":
+        frame = pr.slide(slide_rng, config.width, config.height)
+        for _ in range(shot.start_frame, shot.end_frame):
+            sink.write(frame.data)
+            face_boxes.append(None)
+        return
+    cam = _camera(shot, scene.anchor_x, config)
+    bg = cv2.warpAffine(scene.stage, cam[:2], (config.width, config.height), flags=cv2.INTER_LINEAR)
+    for f in range(shot.start_frame, shot.end_frame):
+        frame = bg.copy()
+        for i, p in enumerate(scene.presenters):
+            sprite = p.sprite.copy()
+            pr.draw_dynamic(sprite, p.identity, p.opening[f], p.width[f], p.blink[f])
+            m = cam @ p.transform(f)
+            pr.composite(frame, sprite, p.alpha, m[:2])
+            if i == 0:
+                cx, cy = m[:2] @ (pr.SPRITE_HX, pr.SPRITE_HY, 1.0)
+                w, h = 2 * pr.FACE_A * cam[0, 0], 2 * pr.FACE_B * cam[1, 1]
+                face_boxes.append([round(float(v), 2) for v in (cx - w / 2, cy - h / 2, w, h)])
+        if not scene.presenters:
+            face_boxes.append(None)
+        sink.write(frame.data)

@@ -89,7 +89,7 @@ class Speech:
     pcm: np.ndarray
     phonemes: list[tuple[float, str]]
     words: list[tuple[float, float, str]]
-    sample_rate: int = 16000
+    sample_rate: int
     onset_s: float = 0.0
     offset_s: float = 0.0
 
@@ -209,7 +209,7 @@ def speech_extent(pcm: np.ndarray, sample_rate: int) -> tuple[float, float]:
     return float(loud[0] * hop / sample_rate), float(min(len(pcm), (loud[-1] + 1) * hop) / sample_rate)
 
 
-def synth(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50, sample_rate: int = 16000) -> Speech:
+def synth(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50, *, sample_rate: int) -> Speech:
     """Speak `text` with an espeak-ng voice (e.g. "en-us", "en-us+f3"); rate in words/min, pitch 0–100."""
     with _lock:
         eng = _get_engine()
