@@ -12,8 +12,11 @@ pipes those chunks straight into ffmpeg, so a 2-minute clip never holds more tha
 frames. `from_audio` collects everything in memory (short clips: evaluate, tests).
 
 How the prior samples (temperature, top-k, top-p, guidance) is a `nwt.params.SamplingParams`,
-which callers take from params.yaml (`load_params().evaluate.sampling`): nothing here has a
-default of its own.
+which callers take from params.yaml (`load_params().evaluate.sampling`) or, for a model bundle,
+from the bundle (`Generator.sampling_defaults`): nothing here has a default of its own.
+
+A Generator loads the two checkpoints (`Generator(dvae_path, prior_path)`) or takes models
+already built (`Generator.from_models`: what `nwt.bundle.Bundle.generator()` uses).
 """
 from __future__ import annotations
 
@@ -116,12 +119,30 @@ class Generator:
         for path, stage in ((dvae_path, "train_dvae"), (prior_path, "train_prior")):
             if not Path(path).is_file():
                 raise FileNotFoundError(f"{path} not found: run `dvc repro {stage}` first or pass its path")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+        check_device(device)
+        dvae, dvae_meta = load_dvae(dvae_path, device=device)
+        prior, prior_meta = load_prior(prior_path, device=device)
+        self._attach(dvae, dvae_meta, prior, prior_meta, device, prior_path)
+
+    @classmethod
+    def from_models(cls, dvae, dvae_meta: dict, prior, prior_meta: dict, device: str = "cpu",
+                    sampling_defaults: SamplingParams | None = None, source: object = "the models") -> Generator:
+        """A Generator of models already built (eval mode, on `device`) with their checkpoint metas
+        (everything but the weights): how a model bundle makes one (nwt.bundle.Bundle.generator).
+        `sampling_defaults`: the bundle's sampling, which `nwt generate` uses for the flags not given."""
+        check_device(device)
+        gen = cls.__new__(cls)
+        gen._attach(dvae, dvae_meta, prior, prior_meta, device, source)
+        gen.sampling_defaults = sampling_defaults
+        return gen
+
+    def _attach(self, dvae, dvae_meta: dict, prior, prior_meta: dict, device: str, source: object) -> None:
         self.device = device
-        self.dvae, self.dvae_meta = load_dvae(dvae_path, device=device)
-        self.prior, self.prior_meta = load_prior(prior_path, device=device)
-        self.timing = Timing.from_checkpoint(self.prior_meta, prior_path)
+        self.dvae, self.dvae_meta = dvae, dvae_meta
+        self.prior, self.prior_meta = prior, prior_meta
+        # the sampling defaults of a bundle; None for checkpoints (callers take params.yaml's)
+        self.sampling_defaults: SamplingParams | None = None
+        self.timing = Timing.from_checkpoint(self.prior_meta, source)
         self.episode_ids: list[str] = list(self.prior_meta.get("episode_ids", []))
         pd, dd = self.prior.dims, self.dvae.dims
         if (pd.grid_h, pd.grid_w, pd.code_heads, pd.num_codes) != (*dd.grid, dd.heads, dd.num_codes):
@@ -277,6 +298,11 @@ class Generator:
         return episode_index_for(self.dvae_meta, episode_id)
 
 
+def check_device(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+
+
 def add_mark(frames: np.ndarray) -> np.ndarray:
     """A small visible mark in the bottom-right corner of every frame."""
     out = frames.copy()
@@ -301,6 +327,7 @@ def generate(audio: str | Path, out: str | Path, sampling: SamplingParams, *, ep
              seed: int = 0, guidance_asked: bool = True, dvae: str | Path = DVAE_MODEL,
              prior: str | Path = PRIOR_MODEL, device: str = "cpu", mark: bool = True,
              style_seed: int | None = None, style_from: str | Path | None = None,
+             generator: Generator | None = None, style: torch.Tensor | None = None,
              on_start: Callable[[int], None] | None = None,
              on_frames: Callable[[int], None] | None = None) -> Generated:
     """Generate `out` (mp4 or webm) from the speech in `audio` (any file ffmpeg reads), streamed in
@@ -309,11 +336,14 @@ def generate(audio: str | Path, out: str | Path, sampling: SamplingParams, *, ep
 
     `sampling` with `guidance_asked` (False: its guidance is only the configured default, see
     Generator.sampling_for); `style_seed` / `style_from`: the style latent from N(0, I) by seed
-    or from a reference video (see Generator.style_vector); `on_start(frames)` is called once
+    or from a reference video (see Generator.style_vector), or `style`, one already computed;
+    `generator`: models already loaded (several files, a model bundle), else they are loaded from
+    the checkpoints `dvae` and `prior` on `device`; `on_start(frames)` is called once
     the models and audio are loaded with the number of frames to generate, `on_frames(n)` after
     each chunk of n frames (a progress bar)."""
-    gen = Generator(dvae, prior, device)
-    style = gen.style_vector(style_seed, style_from)
+    gen = generator if generator is not None else Generator(dvae, prior, device)
+    if style is None:
+        style = gen.style_vector(style_seed, style_from)
     samples = load_audio_file(audio, gen.timing.sample_rate)
     if on_start is not None:
         on_start(gen.n_frames(samples))

@@ -9,6 +9,17 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_model_store(tmp_path_factory):
+    """No test reads or writes the user's model store (~/.cache/nwt) or follows their $NWT_MODEL
+    (nwt.store); tests of the store set $NWT_HOME to a folder of their own."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("NWT_HOME", str(tmp_path_factory.mktemp("nwt_home")))
+    patch.delenv("NWT_MODEL", raising=False)
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_video(tmp_path_factory) -> Path:
     """A 6 s 64×48 25 fps H.264 + AAC clip with a tone, made by ffmpeg."""

@@ -238,8 +238,9 @@ def test_cli_help_and_generate(models, tmp_path):
 
 
 def test_cli_sampling_defaults_come_from_params_yaml(tmp_path, monkeypatch, capsys):
-    """Flags not given come from params.yaml's evaluate section (in the current directory); with
-    no params.yaml the error names the flags to pass."""
+    """Flags not given come from a model bundle's defaults or, for checkpoints, from params.yaml's
+    evaluate section (in the current directory); with checkpoints and no params.yaml the error
+    names the flags to pass."""
     from nwt.cli import build_parser, main, sampling_from
     from nwt.params import load_params
 
@@ -251,8 +252,11 @@ def test_cli_sampling_defaults_come_from_params_yaml(tmp_path, monkeypatch, caps
     assert sampling_from(parse([*base, "--top-k", "7"])) == SamplingParams(expected.temperature, 7, expected.top_p,
                                                                            expected.guidance)
     assert sampling_from(parse([*base, *EXPLICIT]), tmp_path / "none.yaml") == sampling(0.5, 0, 1.0, 1.0)
+    bundled = sampling(0.6, 5, 0.9, 2.0)  # a bundle's defaults: no params.yaml needed
+    assert sampling_from(parse(base), tmp_path / "none.yaml", defaults=bundled) == bundled
+    assert sampling_from(parse([*base, "--top-k", "7"]), defaults=bundled) == sampling(0.6, 7, 0.9, 2.0)
     monkeypatch.chdir(tmp_path)  # no params.yaml here
-    assert main([*base, "--temperature", "0.5"]) == 2
+    assert main([*base, "--temperature", "0.5", "--dvae", "d.pt", "--prior", "p.pt"]) == 2
     err = capsys.readouterr().err
     assert "params.yaml" in err and "pass --top-k, --top-p, --guidance," in err
 

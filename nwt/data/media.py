@@ -140,10 +140,17 @@ def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     return np.frombuffer(proc.stdout, np.float32).copy()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class VideoWriter:
     """Raw RGB frames piped into ffmpeg (H.264 + AAC mp4, or VP9 + Opus webm) as they come,
     with the audio muxed in and metadata tags; written atomically (temp file beside `path`,
-    renamed onto it only when ffmpeg succeeded)."""
+    renamed onto it only when ffmpeg succeeded), with the modes the umask gives, as every other
+    output (nwt/atomic.py)."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: int, audio: np.ndarray | None,
                  sample_rate: int, metadata: dict[str, str] | None = None, crf: int = 18):
@@ -198,6 +205,7 @@ class VideoWriter:
             if self._proc.wait() != 0 and ok:
                 raise self._error()
             if ok:
+                os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the video gets normal modes
                 os.replace(self._tmp, self.path)
                 done = True
         finally:

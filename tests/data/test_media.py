@@ -71,6 +71,20 @@ def test_write_video_muxes_audio_and_metadata(tmp_path):
     assert "made by a test" in tags
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_written_videos_follow_the_umask(tmp_path, umask, mode):
+    """Like every atomic write (nwt/atomic.py): not the temporary file's 0600."""
+    import os
+
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    old = os.umask(umask)
+    try:
+        write_video(tmp_path / "v.mp4", frames, 25, None, 16000)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "v.mp4").stat().st_mode & 0o777 == mode
+
+
 def test_media_error_survives_pickling():
     import pickle
 
