@@ -1,5 +1,5 @@
-"""The `nwt` command: `generate` (speech → video, one file or many), `export` (a model bundle) and
-`models` (the local model store)."""
+"""The `nwt` command: `generate` (speech → video, one file or many), `export` (a model bundle),
+`models` (the local model store) and `serve` (a local web page)."""
 from __future__ import annotations
 
 import argparse
@@ -198,6 +198,12 @@ def _list_models() -> None:
         print(f"nwt generate here has no model: {str(exc).splitlines()[0]}")
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from nwt.serve import serve
+
+    return serve(args.model, args.host, args.port, args.max_upload_mb, args.max_seconds, args.device)
+
+
 def _model_info(spec: str, looks: Path | None) -> None:
     from nwt.bundle import contact_sheet, load_bundle
     from nwt.store import named
@@ -241,6 +247,11 @@ MODELS_EXAMPLES = """examples:
   nwt models --default mine
   nwt models --info mine --looks looks.png     # episodes, sampling defaults, provenance; each episode's look
 """
+SERVE_EXAMPLES = """examples:
+  nwt serve                                    # http://127.0.0.1:7860/ with the model nwt generate would use
+  nwt serve --model mine --port 8080
+  nwt serve --max-upload-mb 20 --max-seconds 60 --device cuda
+"""
 RESOLUTION = ("The model is, first match wins: --model NAME_OR_PATH (or the checkpoints --dvae/--prior); "
               "$NWT_MODEL; the checkout you stand in (models/dvae/dvae.pt + models/prior/prior.pt of the last "
               "`dvc repro`, with params.yaml's sampling defaults, else its exported models/bundle/nwt.pt); "
@@ -251,12 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nwt", description="Speech in, talking-presenter video out.",
                                      formatter_class=_Formatter, epilog=(
                                          "examples:\n  nwt generate --audio speech.wav --out video.mp4\n"
-                                         "  nwt export --name mine\n  nwt models\n"))
+                                         "  nwt export --name mine\n  nwt models\n  nwt serve\n"))
     parser.add_argument("--version", action="version", version=f"nwt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_generate(sub)
     _add_export(sub)
     _add_models(sub)
+    _add_serve(sub)
     return parser
 
 
@@ -361,6 +373,34 @@ def _add_models(sub) -> None:
     mod.add_argument("--looks", type=Path, default=None, metavar="SHEET.png",
                      help="with --info: write the episodes' reference frames side by side, labelled with their ids")
     mod.set_defaults(func=_models)
+
+
+def _add_serve(sub) -> None:
+    from nwt.serve import DEFAULT_HOST, DEFAULT_MAX_SECONDS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
+
+    srv = sub.add_parser(
+        "serve", help="a local web page: upload or record speech, get the video", formatter_class=_Formatter,
+        epilog=SERVE_EXAMPLES,
+        description="Serve a web page on this machine where speech is uploaded or recorded, an episode's look, "
+                    "style seed, guidance and seed are chosen, progress is shown and the video plays and downloads. "
+                    "The model loads once at start: the one nwt generate uses (--model NAME_OR_PATH, $NWT_MODEL, "
+                    "the checkout you stand in, the store's default; see nwt generate --help). One video is "
+                    "generated at a time; the "
+                    "others wait in a queue whose position the page shows. Uploads and videos stay in a temporary "
+                    "folder, removed when the server stops (Ctrl-C); nothing leaves the machine. Every video "
+                    "carries the visible SYNTHETIC mark.")
+    srv.add_argument("--model", default=None, metavar="NAME_OR_PATH",
+                     help="a model bundle: a name in the store or a file (default: as nwt generate, see above)")
+    srv.add_argument("--host", default=DEFAULT_HOST,
+                     help=f"address to listen on (default {DEFAULT_HOST}: this machine only; 0.0.0.0 opens it to "
+                          "the network, without any login)")
+    srv.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: a free one)")
+    srv.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB",
+                     help=f"largest upload accepted, in MB (default {DEFAULT_MAX_UPLOAD_MB:g})")
+    srv.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, metavar="S",
+                     help=f"longest audio accepted, in seconds (default {DEFAULT_MAX_SECONDS:g})")
+    srv.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run the models (default cpu)")
+    srv.set_defaults(func=_serve)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,5 +25,10 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the local CPU wheel, never a CUDA build.
 # constraints.txt pins every transitive package to the set tested together (`pip freeze`).
-.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+# Everything: the core (what generating from a bundle needs) and every extra pyproject.toml defines
+# (pipeline, test, …), read from the file so that an extra added there is installed here too.
+extras=$(.venv/bin/python -c 'import tomllib
+print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"].get("optional-dependencies", {})))')
+echo "setup: installing nwt with the extras [$extras]"
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".[$extras]"
 .venv/bin/pip check

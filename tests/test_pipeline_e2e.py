@@ -1,13 +1,15 @@
 """The real pipeline, end to end, at the tiny profile: `dvc repro`, ledgers, metrics, a second
 `dvc repro` that does nothing, `dvc exp run -S prior.layers=N` that reruns only the prior and
-what follows, and `nwt generate` from the trained models and, from another folder, from the
-exported bundle."""
+what follows, `nwt generate` from the trained models and, from another folder, from the
+exported bundle, and `dvc push` to a folder remote, then `dvc pull` in a fresh clone that
+generates without training and whose gallery plays."""
 from __future__ import annotations
 
 import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -157,3 +159,45 @@ def test_nwt_generate_from_the_exported_bundle_elsewhere(pipeline_repo, tmp_path
 
     info = probe(elsewhere / "video.mp4")
     assert info.has_video and info.has_audio and (info.width, info.height) == (224, 256)
+
+
+def test_push_then_a_fresh_clone_pulls_and_generates_without_training(pipeline_repo, tmp_path):
+    """The project's default DVC remote `nwt` (.dvc/config), its url pointed at a temporary folder
+    with `dvc remote modify --local` (as a user points it elsewhere; config.local is not committed):
+    `dvc push`, then in a fresh `git clone` the same override and `dvc pull` bring the models, data
+    and gallery videos, nothing is left to run, `nwt generate` works there, and the gallery plays."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    _run(git + ["add", "-A"], pipeline_repo)
+    _run(git + ["commit", "-q", "--allow-empty", "-m", "pushed"], pipeline_repo)
+    remote = tmp_path / "remote"
+    _run(["dvc", "remote", "modify", "--local", "nwt", "url", str(remote)], pipeline_repo)
+    _run(["dvc", "push"], pipeline_repo)
+    assert any(remote.rglob("*"))
+
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(pipeline_repo), str(clone)], tmp_path)
+    assert not (clone / "models/prior").exists() and not (clone / ".dvc/config.local").exists()
+    _run(["dvc", "remote", "modify", "--local", "nwt", "url", str(remote)], clone)
+    _run(["dvc", "pull"], clone)
+    assert "Data and pipelines are up to date" in _run(["dvc", "status"], clone)
+
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Hello from a pulled model."], check=True)
+    out = _run([str(BIN / "nwt"), "generate", "--audio", str(speech), "--out", "video.mp4"], clone)
+    assert "this checkout's last dvc repro" in out
+    from nwt.data.media import probe
+
+    info = probe(clone / "video.mp4")
+    assert info.has_video and info.has_audio and (info.width, info.height) == (224, 256)
+
+    page = clone / "reports/index.html"
+    sources = re.findall(r'<video[^>]*\ssrc="([^"]+)"', page.read_text())
+    assert sources and all((page.parent / src).is_file() for src in sources), sources
+    chromium = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    assert chromium, "no chromium: `apt-get install chromium` (scripts/setup.sh installs it)"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",  # as tests/eval/
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--mute-audio",  # test_gallery.py
+             "--virtual-time-budget=20000", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom"]
+    dom = subprocess.run([chromium, *flags, page.as_uri()], capture_output=True, text=True, timeout=180).stdout
+    ready = re.search(r'data-videos-ready="(\d+)"', dom)
+    assert "data-video-error" not in dom and ready and int(ready.group(1)) == len(sources), dom[-2000:]
