@@ -13,7 +13,7 @@ import soundfile
 import torch
 from conftest import REPO
 from test_dvc_deps import STAGES, reached_files
-from tiny_checkout import make_checkout, write_wav
+from tiny_checkout import export_bundle, make_checkout, write_wav
 
 import nwt
 from nwt import store
@@ -31,14 +31,7 @@ def checkout(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bundle(checkout, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bundle") / "tiny.pt"
-    patch = pytest.MonkeyPatch()
-    patch.chdir(checkout)
-    try:
-        assert main(["export", "--out", str(out)]) == 0
-    finally:
-        patch.undo()
-    return out
+    return export_bundle(checkout, tmp_path_factory.mktemp("bundle") / "tiny.pt")
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,7 @@ import pytest
 from conftest import REPO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from tiny_checkout import make_checkout, write_wav
-
-from nwt.cli import main
+from tiny_checkout import export_bundle, make_checkout, write_wav
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 # imported when installed, by code that goes on without them (not requirements of anything here)
@@ -58,14 +56,7 @@ def _closure(names: set[str]) -> set[str]:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     checkout = make_checkout(tmp_path_factory.mktemp("checkout"))
-    out = tmp_path_factory.mktemp("bundle") / "tiny.pt"
-    patch = pytest.MonkeyPatch()
-    patch.chdir(checkout)
-    try:
-        assert main(["export", "--out", str(out)]) == 0
-    finally:
-        patch.undo()
-    return out
+    return export_bundle(checkout, tmp_path_factory.mktemp("bundle") / "tiny.pt")
 
 
 def test_core_dependencies_are_what_generation_imports(bundle, tmp_path):

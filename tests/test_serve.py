@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from tiny_checkout import GREY, make_checkout, write_wav
+from tiny_checkout import GREY, export_bundle, make_checkout, write_wav
 
 import nwt.generate
 import nwt.serve
@@ -45,14 +45,7 @@ SPEECH_S = 1.3  # 32 whole frames (1.28 s) of video
 def bundle(tmp_path_factory) -> Path:
     """`nwt export --out` of the tiny checkout: episodes ep0 (grey 40) and ep1 (held out)."""
     checkout = make_checkout(tmp_path_factory.mktemp("checkout"))
-    out = tmp_path_factory.mktemp("bundle") / "tiny.pt"
-    patch = pytest.MonkeyPatch()
-    patch.chdir(checkout)
-    try:
-        assert main(["export", "--out", str(out)]) == 0
-    finally:
-        patch.undo()
-    return out
+    return export_bundle(checkout, tmp_path_factory.mktemp("bundle") / "tiny.pt")
 
 
 @pytest.fixture(scope="module")

@@ -60,3 +60,18 @@ def make_checkout(root: Path) -> Path:
 def write_wav(path: Path, seconds: float = 1.0, seed: int = 0) -> Path:
     soundfile.write(path, speech(seconds, seed), SR)
     return path
+
+
+def export_bundle(checkout: Path, out: Path) -> Path:
+    """`nwt export --out OUT` run in `checkout` (as a user would, from inside it)."""
+    import os
+
+    from nwt.cli import main
+
+    here = Path.cwd()
+    os.chdir(checkout)
+    try:
+        assert main(["export", "--out", str(out)]) == 0
+    finally:
+        os.chdir(here)
+    return out
