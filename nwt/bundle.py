@@ -185,7 +185,12 @@ def reference_frames(shards: str | os.PathLike, episode_ids: list[str], unseen_i
     """episode id → the first frame of its first train clip in shard order (an episode in
     `unseen_ids`: of its first unseen clip), in the order of `episode_ids`; episodes with no
     such clip are left out. Reads the shards' tar headers and JSON, and one clip's JPEGs per episode."""
-    from nwt.data.shards import shard_paths
+    try:
+        from nwt.data.shards import shard_paths
+    except ImportError as err:  # a core-only install: the shards' readers come with the pipeline extra
+        raise RuntimeError(f"reading reference frames from {shards} needs the pipeline extra ({err.name} is not "
+                           "installed): pip install 'nwt[pipeline]' — `nwt export` belongs in the checkout after "
+                           "dvc repro") from err
 
     found: dict[str, np.ndarray] = {}
     for split, wanted in (("train", set(episode_ids) - set(unseen_ids)), ("unseen", set(unseen_ids))):

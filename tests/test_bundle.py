@@ -219,6 +219,17 @@ def test_generate_by_store_name_from_anywhere(bundle, home, tmp_path, monkeypatc
     assert all((tmp_path / f).stat().st_size > 0 for f in ("default.mp4", "named.mp4", "env.mp4"))
 
 
+def test_export_without_the_pipeline_extra_says_what_to_install(checkout, tmp_path, monkeypatch, capsys):
+    """In a core-only install the shards' reader (webdataset) is missing: `nwt export` says so."""
+    monkeypatch.delitem(sys.modules, "nwt.data.shards", raising=False)
+    monkeypatch.setitem(sys.modules, "webdataset", None)  # import webdataset → ImportError
+    monkeypatch.chdir(checkout)
+    assert main(["export", "--out", str(tmp_path / "b.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "needs the pipeline extra (webdataset is not installed)" in err and "nwt[pipeline]" in err
+    assert not (tmp_path / "b.pt").exists()
+
+
 def test_export_stage(checkout, tmp_path):
     """pipeline/export.py, run as dvc runs it (from the checkout): models/bundle/nwt.pt and its metrics."""
     work = tmp_path / "checkout"
