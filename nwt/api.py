@@ -7,8 +7,8 @@ number of videos (`Model.generate`, streamed into a file like `nwt generate`) or
     video = m.generate("speech.wav", "out.mp4", episode=m.episodes[0], seed=3)
     clip = m.generate_frames("speech.wav", style_seed=7)   # clip.frames: (T, 256, 224, 3) uint8
 
-Built on what the command uses, nothing of its own: nwt.store.resolve picks the model, nwt.bundle
-loads it, nwt.generate generates (a file path goes through `nwt.generate.generate`, the command's
+Built on what the command uses, nothing of its own: nwt.store.resolve picks the model and loads
+it (ModelChoice.load), nwt.generate generates (a file path goes through `nwt.generate.generate`, the command's
 one path), so the same model, options and seed give the same codes as `nwt generate`.
 
 `nwt.load_model` reaches this module through `nwt.__getattr__` on first use (nwt/__init__.py), so
@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 
 import nwt.generate
-from nwt.bundle import load_bundle
 from nwt.data.media import write_video
-from nwt.params import PARAMS_FILE, SamplingParams, load_params
-from nwt.store import ModelChoice, named, resolve
+from nwt.params import SamplingParams
+from nwt.store import named, resolve
 
 AudioInput = str | os.PathLike | np.ndarray
 
@@ -165,16 +164,5 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu") -
     ($NWT_MODEL, the checkout you stand in, the store's default; nwt.store). Raises
     FileNotFoundError, saying how to get a model, when there is none."""
     choice = resolve() if model is None else named(os.fspath(model), "nwt.load_model")
-    generator, sampling = _load(choice, device)
+    generator, sampling, _ = choice.load(device)
     return Model(generator, sampling, choice.describe())
-
-
-def _load(choice: ModelChoice, device: str) -> tuple[nwt.generate.Generator, SamplingParams]:
-    if choice.bundle is not None:
-        bundle = load_bundle(choice.bundle)
-        return bundle.generator(device), bundle.sampling
-    # a checkout's checkpoints: the sampling defaults are its params.yaml's, as for `nwt generate`
-    if not Path(PARAMS_FILE).is_file():
-        raise FileNotFoundError(f"no {PARAMS_FILE} here ({Path.cwd()}) for the sampling defaults of "
-                                f"{choice.describe()}: load a model bundle instead")
-    return nwt.generate.Generator(choice.dvae, choice.prior, device), load_params(PARAMS_FILE).evaluate.sampling

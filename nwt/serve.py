@@ -46,8 +46,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from nwt.params import PARAMS_FILE, load_params
-
 if TYPE_CHECKING:  # nwt.generate (torch) loads with the model, not with `nwt --help`
     import numpy as np
 
@@ -95,19 +93,13 @@ class ServedModel:
         """The model `nwt generate --model spec` would use (nwt.store.resolve): a bundle with its
         sampling defaults and reference frames, or the checkout's checkpoints with params.yaml's
         sampling defaults and the reference frames of its data/shards (when there)."""
-        from nwt.bundle import load_bundle, reference_frames
-        from nwt.generate import Generator
+        from nwt.bundle import reference_frames
         from nwt.store import resolve
 
         choice = resolve(spec)
-        if choice.bundle is not None:
-            bundle = load_bundle(choice.bundle)
-            return cls(bundle.generator(device), bundle.sampling, choice.describe(), bundle.references(),
-                       bundle.unseen_ids)
-        if not PARAMS_FILE.is_file():
-            raise FileNotFoundError(f"no {PARAMS_FILE} here ({Path.cwd()}) to take the sampling defaults of "
-                                    f"{choice.describe()} from: run nwt serve in the nwt checkout, or pass --model")
-        gen = Generator(choice.dvae, choice.prior, device)
+        gen, sampling, bundle = choice.load(device)
+        if bundle is not None:
+            return cls(gen, sampling, choice.describe(), bundle.references(), bundle.unseen_ids)
         unseen = list(gen.dvae_meta.get("unseen_ids", []))
         refs, shards = {}, Path("data/shards")
         if shards.is_dir():
@@ -115,7 +107,7 @@ class ServedModel:
                 refs = reference_frames(shards, gen.episode_ids, unseen)
             except ImportError as exc:  # the shard reader is of the pipeline extra: no reference frames then
                 _log(f"no reference frames from {shards} ({exc})")
-        return cls(gen, load_params(PARAMS_FILE).evaluate.sampling, choice.describe(), refs, unseen)
+        return cls(gen, sampling, choice.describe(), refs, unseen)
 
     def info(self) -> dict:
         gen = self.generator

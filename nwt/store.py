@@ -21,10 +21,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nwt.atomic import atomic_path
-from nwt.bundle import CHECKOUT_BUNDLE, load_bundle
+from nwt.bundle import CHECKOUT_BUNDLE, Bundle, load_bundle
 from nwt.constants import DVAE_MODEL, PRIOR_MODEL
+from nwt.params import PARAMS_FILE, SamplingParams, load_params
+
+if TYPE_CHECKING:  # nwt.generate (torch) loads with a model, not with `nwt models`
+    from nwt.generate import Generator
 
 HOME_ENV, MODEL_ENV = "NWT_HOME", "NWT_MODEL"
 DEFAULT_HOME = Path("~/.cache/nwt")
@@ -129,6 +134,20 @@ class ModelChoice:
     def describe(self) -> str:
         what = f"bundle {self.bundle}" if self.bundle else f"checkpoints {self.dvae} + {self.prior}"
         return f"{what} ({self.origin})"
+
+    def load(self, device: str = "cpu") -> tuple[Generator, SamplingParams, Bundle | None]:
+        """(the Generator, its sampling defaults, the bundle it came from or None): a bundle's own
+        defaults, or for a checkout's checkpoints the evaluate section of the params.yaml here
+        (FileNotFoundError without one: the library and the web page have no flags to fill in)."""
+        from nwt.generate import Generator
+
+        if self.bundle is not None:
+            bundle = load_bundle(self.bundle)
+            return bundle.generator(device), bundle.sampling, bundle
+        if not PARAMS_FILE.is_file():
+            raise FileNotFoundError(f"no {PARAMS_FILE} here ({Path.cwd()}) for the sampling defaults of "
+                                    f"{self.describe()}: work in the nwt checkout, or use a model bundle")
+        return Generator(self.dvae, self.prior, device), load_params(PARAMS_FILE).evaluate.sampling, None
 
 
 def resolve(model: str | None = None, dvae: str | os.PathLike | None = None,
