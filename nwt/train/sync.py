@@ -349,12 +349,11 @@ def train_sync(p: TrainSyncParams, timing: Timing, shard_dir: Path, ckpt_dir: Pa
     train_s = loop.loop_s
     ckpt.export(SYNC_FILE, dict(dims=dims.to_dict(), state_dict=model.state_dict(), step=loop.step,
                                 timing=dict(fps=timing.fps, sample_rate=timing.sample_rate)))
-    metrics = _evaluate(p, model, train_clips, dims, timing, shard_dir)
+    metrics, train_acc, threshold, eval_s = _evaluate(p, model, train_clips, dims, timing, shard_dir)
     wall = time.time() - t_begin
     steps_here = loop.step - loop.start
-    metrics["train"].update(steps=loop.step, wall_s=wall, s_per_step=train_s / steps_here if steps_here else 0.0)
-    metrics["train"] = {k: metrics["train"][k] for k in ("steps", "wall_s", "accuracy", "threshold", "s_per_step",
-                                                         "eval_s")}
+    metrics["train"] = dict(steps=loop.step, wall_s=wall, accuracy=train_acc, threshold=threshold,
+                            s_per_step=train_s / steps_here if steps_here else 0.0, eval_s=eval_s)
     for split in EVAL_SPLITS:
         log_metrics(live, loop.step, {f"{split}/{k}": v for k, v in metrics.get(split, {}).items()}, plot=False)
     live.log_metric("train/wall_s", wall, plot=False)
@@ -392,8 +391,9 @@ def _run_steps(p: TrainSyncParams, model: SyncExpert, bce_bias, optimizer, sched
 
 
 def _evaluate(p: TrainSyncParams, model: SyncExpert, train_clips: list[SyncClip], dims: SyncDims, timing: Timing,
-              shard_dir: Path) -> dict:
-    """The distance threshold from the train clips, then every eval split's figures."""
+              shard_dir: Path) -> tuple[dict, float, float, float]:
+    """(every eval split's figures, the train clips' accuracy, the distance threshold that gives
+    it, seconds taken): the threshold is chosen on the train clips, then applied to each split."""
     model.eval()
     t_eval = time.time()
     if p.aug_shift_px:  # centre crops, as the evaluation sees them
@@ -412,5 +412,4 @@ def _evaluate(p: TrainSyncParams, model: SyncExpert, train_clips: list[SyncClip]
     if "val" not in metrics:
         log.warning("no val clips: val metrics are NaN")
         metrics["val"] = dict(accuracy=float("nan"), offset_recovery_rate=float("nan"))
-    metrics["train"] = dict(accuracy=train_acc, threshold=threshold, eval_s=time.time() - t_eval)
-    return metrics
+    return metrics, train_acc, threshold, time.time() - t_eval
