@@ -5,6 +5,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export RAY_AUTH_MODE := disabled
 
 .PHONY: setup repro test bench profile clean light-install
+.PHONY: real-footage
 
 setup: $(STAMP)
 
@@ -25,6 +26,12 @@ test: setup
 ## benchmarks: figures printed and written to reports/bench.json
 bench: setup
 	python scripts/bench.py
+
+## the real-footage regression check: ../shared/data/nwt_samples/gt joined into one and three broadcast-like
+## episodes, the whole pipeline on each in a temporary checkout (throwaway models), figures written to
+## reports/real_footage/metrics.json; SAMPLES=dir for another nwt_samples folder, ARGS=--ci for reduced steps
+real-footage: setup
+	python scripts/real_footage.py $(if $(SAMPLES),--samples $(SAMPLES)) $(ARGS)
 
 ## apply a params profile, e.g. `make profile P=tiny` or `P=dvae_large` (profiles/*.yaml over params.yaml)
 profile: setup

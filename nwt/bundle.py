@@ -105,7 +105,7 @@ class Bundle:
         check_device(device)
         dvae, dvae_meta, prior, prior_meta = self.models(device)
         return Generator.from_models(dvae, dvae_meta, prior, prior_meta, device, sampling_defaults=self.sampling,
-                                     source=self.path or "the bundle")
+                                     source=self.path or "the bundle", references=self.references())
 
 
 # ----------------------------------------------------------------------------- reading
@@ -182,28 +182,32 @@ def write_bundle(path: str | os.PathLike, payload: dict) -> None:
 
 
 def reference_frames(shards: str | os.PathLike, episode_ids: list[str], unseen_ids: list[str]) -> dict[str, np.ndarray]:
-    """episode id → the first frame of its first train clip in shard order (an episode in
-    `unseen_ids`: of its first unseen clip), in the order of `episode_ids`; episodes with no
-    such clip are left out. Reads the shards' tar headers and JSON, and one clip's JPEGs per episode."""
+    """episode id → its most typical frame (nwt.eval.look.medoid) among REFERENCE_FRAMES_PER_CLIP
+    frames of each of its train clips (an episode in `unseen_ids`: of its unseen clips), in the
+    order of `episode_ids`; episodes with no such clip are left out. The generator primes every
+    generation with this frame, so it must be typical: the first frame of a clip can sit at an
+    untypical framing that a whole generation then keeps (docs/experiments.md, 2026-12-06)."""
     try:
         from nwt.data.shards import shard_paths
+        from nwt.eval.look import medoid
     except ImportError as err:  # a core-only install: the shards' readers come with the pipeline extra
         raise RuntimeError(f"reading reference frames from {shards} needs the pipeline extra ({err.name} is not "
                            "installed): pip install 'nwt[pipeline]' — `nwt export` belongs in the checkout after "
                            "dvc repro") from err
 
-    found: dict[str, np.ndarray] = {}
+    candidates: dict[str, list[np.ndarray]] = {}
     for split, wanted in (("train", set(episode_ids) - set(unseen_ids)), ("unseen", set(unseen_ids))):
         for path in shard_paths(shards, split):
-            if wanted <= found.keys():
-                break
-            _first_frames(path, wanted, found)
-    return {e: found[e] for e in episode_ids if e in found}
+            _clip_frames(path, wanted, candidates)
+    return {e: candidates[e][medoid(np.stack(candidates[e]))] for e in episode_ids if e in candidates}
 
 
-def _first_frames(path: str, wanted: set[str], found: dict[str, np.ndarray]) -> None:
-    """Add the first frame of the first clip of each wanted episode in one shard (nwt.data.shards
-    format: members `<key>.json` and `<key>.mjpeg` per clip) that is not in `found` yet."""
+REFERENCE_FRAMES_PER_CLIP = 4  # evenly spaced frames of each clip among which an episode's reference is chosen
+
+
+def _clip_frames(path: str, wanted: set[str], found: dict[str, list[np.ndarray]]) -> None:
+    """Add REFERENCE_FRAMES_PER_CLIP evenly spaced frames of every clip of the wanted episodes in
+    one shard (nwt.data.shards format: members `<key>.json` and `<key>.mjpeg` per clip)."""
     from nwt.data.shards import decode_frames
 
     with tarfile.open(path, "r:") as tar:
@@ -216,9 +220,11 @@ def _first_frames(path: str, wanted: set[str], found: dict[str, np.ndarray]) -> 
                 continue
             meta = json.loads(tar.extractfile(entry["json"]).read())
             episode = meta.get("episode_id")
-            if episode in wanted and episode not in found:
+            if episode in wanted:
+                n = len(meta["frame_bytes"])
+                which = sorted({int(i) for i in np.linspace(0, n - 1, REFERENCE_FRAMES_PER_CLIP, endpoint=False)})
                 blob = tar.extractfile(entry["mjpeg"]).read()
-                found[episode] = decode_frames(blob, meta["frame_bytes"], [0])[0]
+                found.setdefault(episode, []).extend(decode_frames(blob, meta["frame_bytes"], which))
             del members[key]
 
 

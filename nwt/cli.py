@@ -68,7 +68,7 @@ def _load_generator(args: argparse.Namespace):
     """(Generator, sampling) of the model the resolution order picks (nwt.store.resolve)."""
     from nwt.bundle import load_bundle
     from nwt.generate import Generator
-    from nwt.store import resolve
+    from nwt.store import checkout_references, resolve
 
     choice = resolve(args.model, args.dvae, args.prior)
     print(f"nwt generate: model {choice.describe()}", file=sys.stderr)
@@ -77,7 +77,9 @@ def _load_generator(args: argparse.Namespace):
         sampling = sampling_from(args, defaults=bundle.sampling)
         return bundle.generator(args.device), sampling
     sampling = sampling_from(args)
-    return Generator(choice.dvae, choice.prior, args.device), sampling
+    gen = Generator(choice.dvae, choice.prior, args.device)
+    gen.references = checkout_references(gen)  # the primers `nwt export` would put in a bundle
+    return gen, sampling
 
 
 class _Progress:

@@ -15,6 +15,12 @@ How the prior samples (temperature, top-k, top-p, guidance) is a `nwt.params.Sam
 which callers take from params.yaml (`load_params().evaluate.sampling`) or, for a model bundle,
 from the bundle (`Generator.sampling_defaults`): nothing here has a default of its own.
 
+The first frame: given a reference frame of the episode (`Generator.references`: a bundle's, or
+what the caller sets), the prior is primed with its dVAE codes as frame -1 (not part of the
+output), so that frame 0 is already the episode's look rather than the prior's own first draw,
+which starts from nothing and can open on another look (hair, shirt, set) that settles only
+within a second.
+
 A Generator loads the two checkpoints (`Generator(dvae_path, prior_path)`) or takes models
 already built (`Generator.from_models`: what `nwt.bundle.Bundle.generator()` uses).
 """
@@ -112,7 +118,7 @@ class Generator:
     """Trained dVAE + prior, loaded once, for any number of generations."""
 
     def __init__(self, dvae_path: str | Path = DVAE_MODEL, prior_path: str | Path = PRIOR_MODEL,
-                 device: str = "cpu"):
+                 device: str = "cpu", references: dict[str, np.ndarray] | None = None):
         from nwt.models.dvae_io import load_dvae
         from nwt.models.prior_io import load_prior
 
@@ -122,22 +128,30 @@ class Generator:
         check_device(device)
         dvae, dvae_meta = load_dvae(dvae_path, device=device)
         prior, prior_meta = load_prior(prior_path, device=device)
-        self._attach(dvae, dvae_meta, prior, prior_meta, device, prior_path)
+        self._attach(dvae, dvae_meta, prior, prior_meta, device, prior_path, references)
 
     @classmethod
     def from_models(cls, dvae, dvae_meta: dict, prior, prior_meta: dict, device: str = "cpu",
-                    sampling_defaults: SamplingParams | None = None, source: object = "the models") -> Generator:
+                    sampling_defaults: SamplingParams | None = None, source: object = "the models",
+                    references: dict[str, np.ndarray] | None = None) -> Generator:
         """A Generator of models already built (eval mode, on `device`) with their checkpoint metas
         (everything but the weights): how a model bundle makes one (nwt.bundle.Bundle.generator).
-        `sampling_defaults`: the bundle's sampling, which `nwt generate` uses for the flags not given."""
+        `sampling_defaults`: the bundle's sampling, which `nwt generate` uses for the flags not given;
+        `references`: the bundle's reference frame per episode (see `Generator.references`)."""
         check_device(device)
         gen = cls.__new__(cls)
-        gen._attach(dvae, dvae_meta, prior, prior_meta, device, source)
+        gen._attach(dvae, dvae_meta, prior, prior_meta, device, source, references)
         gen.sampling_defaults = sampling_defaults
         return gen
 
-    def _attach(self, dvae, dvae_meta: dict, prior, prior_meta: dict, device: str, source: object) -> None:
+    def _attach(self, dvae, dvae_meta: dict, prior, prior_meta: dict, device: str, source: object,
+                references: dict[str, np.ndarray] | None) -> None:
         self.device = device
+        # episode id → a real frame of its look, (H, W, 3) uint8 RGB (a bundle's reference frames,
+        # nwt.bundle.reference_frames of the shards): the primer of every generation of that
+        # episode (see `primer_codes`); an episode without one starts from the prior alone
+        self.references: dict[str, np.ndarray] = dict(references or {})
+        self._primers: dict[str, np.ndarray] = {}  # episode id → its reference frame's codes
         self.dvae, self.dvae_meta = dvae, dvae_meta
         self.prior, self.prior_meta = prior, prior_meta
         # the sampling defaults of a bundle; None for checkpoints (callers take params.yaml's)
@@ -199,6 +213,31 @@ class Generator:
             raise ValueError(f"cannot read the style reference {path}: {exc}") from None
         return encode_frames(self.dvae, np.stack(frames))
 
+    def primer_codes(self, episode_id: str | None) -> np.ndarray | None:
+        """The dVAE codes (H', W', heads) of the episode's reference frame (`encode_reference`,
+        once per episode): what the prior is primed with so that frame 0 is already the episode's
+        look. None for `<unk>` or an episode without a reference frame."""
+        frame = self.references.get(episode_id) if episode_id is not None else None
+        if frame is None:
+            return None
+        if episode_id not in self._primers:
+            try:
+                self._primers[episode_id] = self.encode_reference(frame)
+            except ValueError as err:
+                raise ValueError(f"the reference frame of {episode_id!r}: {err}") from None
+        return self._primers[episode_id]
+
+    def encode_reference(self, frame: np.ndarray) -> np.ndarray:
+        """A frame (H, W, 3) uint8 RGB → its dVAE codes (H', W', heads) uint16, centre-cropped and
+        resized first when it is not the dVAE's size."""
+        from nwt.models.dvae_io import encode_frames
+
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.dtype} {frame.shape}")
+        frame = centre_crop_resize(frame, self.dvae.dims.height, self.dvae.dims.width)
+        return encode_frames(self.dvae, frame[None])[0]
+
     # ------------------------------------------------------------------ generation
     def _check_audio(self, audio: np.ndarray) -> np.ndarray:
         audio = np.asarray(audio, np.float32)
@@ -220,7 +259,7 @@ class Generator:
 
     def stream(self, audio: np.ndarray, episode_id: str | None = None, *, sampling: SamplingParams, seed: int = 0,
                style: torch.Tensor | None = None, decode_episode: str | None | bool = True,
-               decode_chunk: int = DECODE_CHUNK,
+               decode_chunk: int = DECODE_CHUNK, prime: bool = True,
                on_frames: Callable[[int], None] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (codes (n, H', W', heads) uint16, frames (n, H, W, 3) uint8 RGB) chunks of at
         most `decode_chunk` frames, in memory that does not grow with the audio's length.
@@ -230,17 +269,21 @@ class Generator:
         audio towards what it predicts with it, 1 = off — see `sampling_for`). `style`: the prior's
         style z (see `style_vector`; None = 0). `decode_episode`: the dVAE decoder's episode row —
         True (default) = the same episode as the prior's, or an episode id / None (`<unk>`) to
-        hold the decoder's look fixed (episode-control scoring). `on_frames(n)` is called after
-        each chunk (a progress bar's update)."""
+        hold the decoder's look fixed (episode-control scoring). `prime`: start the prior from
+        the episode's reference frame (`primer_codes`; not part of the output) so that frame 0 is
+        the episode's look — False: from the prior alone, as does an episode without a reference.
+        `on_frames(n)` is called after each chunk (a progress bar's update)."""
         from nwt.models.dvae_io import decode_codes
 
         audio = self._check_audio(audio)
         index = self.episode_index(episode_id)
         dvae_index = self.dvae_meta_episode_index(episode_id if decode_episode is True else decode_episode)
         mel = MelStream(audio, self.timing)
+        primer = self.primer_codes(episode_id) if prime else None
         codes_iter = self.prior.sample_iter(mel, mel.n_frames, episode_index=index, temperature=sampling.temperature,
                                             top_k=sampling.top_k, top_p=sampling.top_p, seed=seed, style=style,
-                                            guidance=sampling.guidance)
+                                            guidance=sampling.guidance,
+                                            prime=None if primer is None else torch.from_numpy(primer.astype(np.int64)))
         pending: list[torch.Tensor] = []
         for t, codes in enumerate(codes_iter, start=1):
             pending.append(codes)

@@ -66,6 +66,7 @@ class FacesParams:
     stride: int
     min_face_px: int
     face_scale: float
+    centre_shift: float
     smooth_s: float
     max_motion: float
 
@@ -84,7 +85,8 @@ class WhisperxParams:
 
 @dataclass(frozen=True)
 class SegmentParams:
-    backend: Literal["webrtcvad", "silero", "pocketsphinx", "whisperx"]
+    backend: Literal["auto", "webrtcvad", "silero", "pocketsphinx", "whisperx"]
+    no_transcript: Literal["recognize", "vad"]
     vad: Literal["silero", "webrtcvad"]
     vad_aggressiveness: int
     vad_threshold: float
@@ -207,6 +209,10 @@ class PriorParams:
     mar_layers: int
     mar_dim: int
     mar_heads: int
+    aug_mel_warp: float
+    aug_mel_eq: float
+    aug_mel_gain: float
+    aug_mel_noise: float
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,8 @@ class EvaluateParams:
     guidance: float
     seed: int
     codec_anchor_crf: float
+    seeds: int
+    real_speech_dir: str
 
     @property
     def sampling(self) -> SamplingParams:
@@ -268,6 +276,9 @@ class TrainSyncParams:
     aug_freq_mask: int
     aug_blur_sigma: float
     aug_noise: float
+    aug_mel_warp: float
+    aug_mel_eq: float
+    aug_mel_noise: float
     shift_range: int
     recover_tolerance: int
     checkpoint_every: int
@@ -277,6 +288,25 @@ class TrainSyncParams:
     def __post_init__(self) -> None:
         if self.min_offset < 1 or self.max_offset < self.min_offset:
             raise ParamsError(f"train_sync: need 1 ≤ min_offset ≤ max_offset, got {self.min_offset}, {self.max_offset}")
+
+
+@dataclass(frozen=True)
+class VoiceParams:
+    """One held-out voice of the `voices` stage: a speech engine's voice never heard in training."""
+
+    engine: Literal["espeak", "flite", "festival"]
+    voice: str
+    sex: Literal["f", "m"]
+
+
+@dataclass(frozen=True)
+class VoicesParams:
+    seed: int
+    sentences_per_voice: int
+    lead_s: float
+    tail_s: float
+    clips_per_shard: int
+    voices: tuple[VoiceParams, ...]
 
 
 @dataclass(frozen=True)
@@ -294,6 +324,7 @@ class Params:
     prior: PriorParams
     evaluate: EvaluateParams
     train_sync: TrainSyncParams
+    voices: VoicesParams
 
 
 # ----------------------------------------------------------------------------- loading
@@ -377,6 +408,10 @@ def _value(typ: Any, value: Any, key: str) -> Any:
         if not isinstance(value, bool):
             raise ParamsError(f"{key} must be true or false, got {value!r}")
         return value
+    if typing.get_origin(typ) is tuple:  # a YAML list, typed tuple[X, ...]
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"{key} must be a list, got {value!r}")
+        return tuple(_value(typing.get_args(typ)[0], v, f"{key}[{i}]") for i, v in enumerate(value))
     if typ is str:
         if not isinstance(value, str):
             raise ParamsError(f"{key} must be a string, got {value!r}")

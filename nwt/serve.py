@@ -93,21 +93,12 @@ class ServedModel:
         """The model `nwt generate --model spec` would use (nwt.store.resolve): a bundle with its
         sampling defaults and reference frames, or the checkout's checkpoints with params.yaml's
         sampling defaults and the reference frames of its data/shards (when there)."""
-        from nwt.bundle import reference_frames
         from nwt.store import resolve
 
         choice = resolve(spec)
         gen, sampling, bundle = choice.load(device)
-        if bundle is not None:
-            return cls(gen, sampling, choice.describe(), bundle.references(), bundle.unseen_ids)
-        unseen = list(gen.dvae_meta.get("unseen_ids", []))
-        refs, shards = {}, Path("data/shards")
-        if shards.is_dir():
-            try:
-                refs = reference_frames(shards, gen.episode_ids, unseen)
-            except ImportError as exc:  # the shard reader is of the pipeline extra: no reference frames then
-                _log(f"no reference frames from {shards} ({exc})")
-        return cls(gen, sampling, choice.describe(), refs, unseen)
+        unseen = bundle.unseen_ids if bundle is not None else list(gen.dvae_meta.get("unseen_ids", []))
+        return cls(gen, sampling, choice.describe(), gen.references, unseen)
 
     def info(self) -> dict:
         gen = self.generator

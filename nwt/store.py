@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nwt.atomic import atomic_path
-from nwt.bundle import CHECKOUT_BUNDLE, Bundle, load_bundle
+from nwt.bundle import CHECKOUT_BUNDLE, Bundle, load_bundle, reference_frames
 from nwt.constants import DVAE_MODEL, PRIOR_MODEL
 from nwt.params import PARAMS_FILE, SamplingParams, load_params
 
@@ -147,7 +148,23 @@ class ModelChoice:
         if not PARAMS_FILE.is_file():
             raise FileNotFoundError(f"no {PARAMS_FILE} here ({Path.cwd()}) for the sampling defaults of "
                                     f"{self.describe()}: work in the nwt checkout, or use a model bundle")
-        return Generator(self.dvae, self.prior, device), load_params(PARAMS_FILE).evaluate.sampling, None
+        gen = Generator(self.dvae, self.prior, device)
+        gen.references = checkout_references(gen)
+        return gen, load_params(PARAMS_FILE).evaluate.sampling, None
+
+
+def checkout_references(gen: Generator) -> dict:
+    """The reference frames (the generator's primers) of a checkout's data/shards, as `nwt export`
+    puts them in a bundle; none without data/shards or on a core-only install (a warning says so:
+    generations then start from the prior alone, whose first frame can be another look)."""
+    shards = Path("data/shards")
+    if not shards.is_dir():
+        return {}
+    try:
+        return reference_frames(shards, gen.episode_ids, list(gen.dvae_meta.get("unseen_ids", [])))
+    except RuntimeError as exc:  # the shard reader is of the pipeline extra
+        print(f"nwt: no reference frames from {shards} ({exc})", file=sys.stderr)
+        return {}
 
 
 def resolve(model: str | None = None, dvae: str | os.PathLike | None = None,

@@ -1,6 +1,9 @@
 """Stage `segment`: speech inside face-valid shots → clips table data/segment/clips.parquet.
 
-The backend is `segment.backend` (see nwt/data/segment.py). With whisperx, the episodes are
+The backend is `segment.backend` (see nwt/data/segment.py); how each episode was cut (align |
+recognize | vad | whisperx) is logged, counted in the metrics (`episodes_by_method`) and listed per
+episode in reports/segment/episodes.json (not in the ledger: data/segment stays as it was for an
+unchanged corpus, so the stages after it do not rerun). With whisperx, the episodes are
 transcribed first, one after another, by a single worker in the ASR venv (its models load once;
 it is GPU-bound anyway); the Ray tasks then cut clips from those words. An episode whose
 transcription fails is rejected per shot with the worker's message; a missing ASR env stops the
@@ -16,7 +19,7 @@ from nwt.data.asr.whisperx_client import AsrError, client_from_params
 from nwt.data.ledger import Ledger
 from nwt.data.media import MediaError
 from nwt.data.parallel import run_tasks, shutdown
-from nwt.data.segment import check_config, episode_clips
+from nwt.data.segment import METHODS, check_config, episode_clips
 from nwt.params import SegmentParams, load_params
 from nwt.stage import DATA, REPORTS, log, stage, write_ledger
 
@@ -46,7 +49,7 @@ def main() -> None:
 
         ledger, rows, errors = Ledger("segment"), [], []
         audio_s = compute_s = speech_s = 0.0
-        unaligned, vad_only = 0, []
+        unaligned, vad_only, per_episode = 0, [], []
         for job, res in results:
             episode_id = job["episode_id"]
             if isinstance(res, Exception):
@@ -56,6 +59,8 @@ def main() -> None:
                 continue
             for shot in res["silent_shots"]:
                 ledger.reject(f"{episode_id}/shot{shot:03d}", "silence", "no speech in this face shot")
+            per_episode.append(dict(episode_id=episode_id, method=res["method"],
+                                    clips=sum(c.status == "kept" for c in res["clips"])))
             for k, (c, words) in enumerate(zip(res["clips"], res["words"])):
                 key = f"{episode_id}_{k:05d}"
                 span = f"{c.start_s:.2f}-{c.end_s:.2f} s"
@@ -81,9 +86,11 @@ def main() -> None:
                        clip_hours=round(float(lengths.sum()) / 3600, 4),
                        clip_mean_s=round(float(lengths.mean()), 3) if len(lengths) else 0.0,
                        speech_hours=round(speech_s / 3600, 4), audio_hours=round(audio_s / 3600, 4),
-                       unaligned_groups=unaligned, episodes_vad_only=len(vad_only))
+                       unaligned_groups=unaligned, episodes_vad_only=len(vad_only),
+                       episodes_by_method={m: sum(e["method"] == m for e in per_episode) for m in METHODS})
+        _record_methods(per_episode, cfg)
         if vad_only:
-            log.warning("segment.backend pocketsphinx: no transcript for %s; cut on VAD spans only",
+            log.warning("segment.backend %s: no transcript for %s; cut on VAD spans only", cfg.backend,
                         ", ".join(vad_only))
         if compute_s > 0:  # speech detection + alignment, per worker, in × real time (whisperx: in its worker)
             metrics["segment_speed_x_realtime"] = round(audio_s / compute_s, 1)
@@ -103,6 +110,13 @@ def _transcribe(jobs: list[dict], cfg: SegmentParams) -> dict[str, Exception]:
                     raise  # the worker died: every later episode would fail the same way
                 failed[job["episode_id"]] = err
     return failed
+
+
+def _record_methods(per_episode: list[dict], cfg: SegmentParams) -> None:
+    """Log how each episode was cut and list it in reports/segment/episodes.json."""
+    for e in per_episode:
+        log.info("segment %s: %s (backend %s), %d clips", e["episode_id"], e["method"], cfg.backend, e["clips"])
+    write_json(REPORTS / "segment" / "episodes.json", sorted(per_episode, key=lambda e: e["episode_id"]))
 
 
 def _write_histogram(lengths: np.ndarray) -> None:

@@ -10,9 +10,9 @@ from nwt.data.ledger import Ledger
 from nwt.data.media import MediaError
 from nwt.data.parallel import run_tasks, shutdown
 from nwt.data.shard import episode_shards
-from nwt.data.split import GAP, assign_splits, unseen_episode_ids
+from nwt.data.split import GAP, MIN_CLIPS_FOR_HOLDOUT, assign_splits, unseen_episode_ids
 from nwt.params import load_params
-from nwt.stage import DATA, stage, write_ledger
+from nwt.stage import DATA, log, stage, write_ledger
 
 SHARDS = DATA / "shards"
 
@@ -28,6 +28,11 @@ def main() -> None:
         clips = pd.read_parquet(DATA / "segment" / "clips.parquet")
         tracks = pd.read_parquet(DATA / "faces" / "tracks.parquet").set_index(["episode_id", "shot"])
         with_clips = [e for e in episodes.episode_id if (clips.episode_id == e).any()]
+        if not with_clips:
+            raise RuntimeError("no clips to shard: the segment stage kept none (see data/segment/ledger.parquet). "
+                               "Training needs at least one clip of speech in a face shot (segment.min_clip_s or "
+                               f"longer); val and test blocks need {MIN_CLIPS_FOR_HOLDOUT} clips in an episode, an "
+                               "unseen split a second episode")
         unseen = set(unseen_episode_ids(with_clips, cfg.unseen_episodes))
         ledger, jobs = Ledger("shard"), []
         for ep in episodes.itertuples():
@@ -71,6 +76,25 @@ def main() -> None:
         write_ledger(ledger)
         metrics.update({f"clips_{s}": counts.get(s, 0) for s in ("train", "val", "test", "unseen")})
         metrics.update(shards=n_shards, clips_gap=int((ledger.frame().reason == "split_gap").sum()))
+        metrics["split_notes"] = split_notes(counts, len(with_clips), len(unseen), cfg.unseen_episodes)
+        for split, note in metrics["split_notes"].items():
+            log.warning("shard: split %s is empty: %s", split, note)
+
+
+def split_notes(counts: dict[str, int], n_episodes: int, n_unseen: int, unseen_wanted: int) -> dict[str, str]:
+    """Why each empty split is empty (a small corpus adapts its splits; {} when none is empty)."""
+    notes = {}
+    if not counts.get("unseen"):
+        notes["unseen"] = (f"{n_episodes} episode(s) with clips: at least one stays for training, so {n_unseen} of "
+                           f"shard.unseen_episodes={unseen_wanted} held out" if unseen_wanted else
+                           "shard.unseen_episodes: 0")
+    for split in ("val", "test"):
+        if not counts.get(split):
+            notes[split] = (f"no {split} block: an episode needs {MIN_CLIPS_FOR_HOLDOUT} clips or more for val and "
+                            f"test blocks (fewer: all its clips train), and shard.{split}_fraction > 0")
+    if not counts.get("train"):
+        notes["train"] = "no train clip was written (see data/shard/ledger.parquet)"
+    return notes
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def main() -> None:
     params = load_params()
     with stage("train_sync") as metrics:
         result = train_sync(params.train_sync, params.media.timing, DATA / "shards", Path("models/sync"),
-                            REPORTS / "train_sync")
+                            REPORTS / "train_sync", faces=params.faces)
         metrics.update(result)
 
 

@@ -8,6 +8,12 @@ command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 ldconfig -p 2>/dev/null | grep -q libespeak-ng.so.1 || need_apt+=(libespeak-ng1)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the gallery test plays reports/index.html
+# the voices stage's held-out voices (flite's voices ship in its package; festival's each in a festvox package)
+command -v flite >/dev/null 2>&1 || need_apt+=(flite)
+command -v festival >/dev/null 2>&1 || need_apt+=(festival)
+for voice in festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts; do
+  dpkg -s "$voice" >/dev/null 2>&1 || need_apt+=("$voice")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get"

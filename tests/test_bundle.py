@@ -81,7 +81,9 @@ def test_bundle_generates_what_its_checkpoints_generate(bundle, checkout):
     from test_generate import speech
 
     from_bundle = load_bundle(bundle).generator()
-    from_ckpts = Generator(checkout / "models/dvae/dvae.pt", checkout / "models/prior/prior.pt")
+    from_ckpts = Generator(checkout / "models/dvae/dvae.pt", checkout / "models/prior/prior.pt",
+                           references=load_bundle(bundle).references())  # the primers `nwt export` chose
+    assert from_bundle.references.keys() == {"ep0", "ep1"}
     assert from_bundle.sampling_defaults == load_params(checkout / "params.yaml").evaluate.sampling
     assert from_ckpts.sampling_defaults is None and from_bundle.episode_ids == from_ckpts.episode_ids
     sampling = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, guidance=1.0)

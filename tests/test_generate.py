@@ -350,3 +350,65 @@ def test_generate_with_a_mar_prior(models, tmp_path):
     assert gen.prior.dims.mode == "mar"
     again = gen.from_audio(speech(1.0), "ep0", sampling=SAMPLING, seed=7, style=gen.style_vector(style_seed=2))
     assert np.array_equal(again.codes, result.codes) and again.frames.shape == (25, 64, 64, 3)
+
+
+@pytest.fixture(scope="module")
+def two_look_models(models):
+    """The tiny dVAE and a tiny prior trained (a few seconds) on still clips of two looks, A and B,
+    under one episode: it has learnt to copy the previous frame, and its first frame, drawn from
+    the learned start alone, is A or B by chance. A's codes are the dVAE's codes of a real image,
+    which serves as the episode's reference frame."""
+    gen = Generator(*models)
+    rng = np.random.default_rng(0)
+    reference = np.repeat(np.repeat(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), 8, 0), 8, 1)  # (64, 64, 3)
+    look_a = torch.from_numpy(gen.encode_reference(reference).astype(np.int64))
+    look_b = (look_a + 1 + torch.randint(0, 15, look_a.shape, generator=torch.Generator().manual_seed(0))) % 16
+    torch.manual_seed(0)
+    prior = Prior(PriorDims(**{**PRIOR_TINY, "style_dim": 0}))
+    opt = torch.optim.Adam(prior.parameters(), lr=1e-2)
+    looks = torch.stack([look_a, look_b])
+    for _step in range(150):
+        codes = looks[torch.arange(8) % 2][:, None].expand(8, 6, *look_a.shape)  # (8, 6, 4, 4, 2): still clips
+        loss = prior.loss(prior(codes, torch.randn(8, 24, 80), torch.zeros(8, dtype=torch.long)), codes)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    prior.eval()
+    return gen, prior, reference, look_a, look_b
+
+
+def test_priming_starts_on_the_primer_look_and_drops_the_primer(two_look_models):
+    _, prior, _, look_a, look_b = two_look_models
+    mel = torch.randn(40, 80)  # 10 frames
+    for look in (look_a, look_b):
+        for temperature in (0.0, 0.8):
+            codes = prior.sample(mel, 0, temperature=temperature, seed=1, prime=look)
+            assert codes.shape == (10, 4, 4, 2)  # the primer is not part of the output
+            assert (codes == look).float().mean() > 0.95, "a primed still clip must stay the primer's look"
+    # unprimed, frame 0 is the prior's own draw: over seeds it opens on the other look too
+    firsts = [prior.sample(mel, 0, temperature=1.0, seed=s)[0] for s in range(8)]
+    assert any((f == look_b).float().mean() > 0.5 for f in firsts), "the unprimed prior should open on B at times"
+    with pytest.raises(ValueError, match="primer codes"):
+        prior.sample(mel, 0, prime=look_a[:2])
+    with pytest.raises(ValueError, match="must lie in"):
+        prior.sample(mel, 0, prime=look_a + 16)
+
+
+def test_first_frame_is_the_requested_episodes_look(two_look_models):
+    gen, prior, reference, look_a, _ = two_look_models
+    primed = Generator.from_models(gen.dvae, gen.dvae_meta, prior, gen.prior_meta, references={"ep0": reference})
+    assert np.array_equal(primed.primer_codes("ep0"), look_a.numpy())
+    assert primed.primer_codes("ep1") is None and primed.primer_codes(None) is None  # no reference, <unk>
+    from nwt.models.dvae_io import decode_codes
+
+    want = decode_codes(gen.dvae, look_a.numpy()[None], gen.dvae_meta_episode_index("ep0"))[0]  # as the dVAE shows it
+    for seed in range(4):
+        out = primed.from_audio(speech(0.4), "ep0", sampling=SAMPLING, seed=seed)
+        assert out.frames.shape == (10, 64, 64, 3)
+        assert np.array_equal(out.codes[0], look_a.numpy()) and np.array_equal(out.frames[0], want)
+    unprimed = [primed.from_audio(speech(0.4), "ep0", sampling=sampling(1.0), seed=s, prime=False).codes[0]
+                for s in range(8)]
+    assert any(not np.array_equal(c, look_a.numpy()) for c in unprimed)
+    bad = Generator.from_models(gen.dvae, gen.dvae_meta, prior, gen.prior_meta, references={"ep0": reference[..., 0]})
+    with pytest.raises(ValueError, match="reference frame of 'ep0'"):
+        bad.from_audio(speech(0.4), "ep0", sampling=SAMPLING)

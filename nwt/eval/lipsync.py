@@ -155,15 +155,17 @@ def shifted_lse(video_emb: torch.Tensor, audio_emb: torch.Tensor, k: int, vshift
     return lse_from_embeddings(video_emb[-k : -k + n], audio_emb[:n], vshift)
 
 
-def load_scorer(path: str | os.PathLike, face_scale: float | None = None) -> tuple[nn.Module, Timing]:
-    """A scorer from a file: our `sync.pt` (dims + state_dict) or the official `syncnet_v2.model`,
-    which also needs the faces stage's `face_scale` (params faces.face_scale) to cut its crops."""
+def load_scorer(path: str | os.PathLike, face_scale: float | None = None,
+                centre_shift: float | None = None) -> tuple[nn.Module, Timing]:
+    """A scorer from a file: our `sync.pt` (dims + state_dict; it carries its mouth box) or the
+    official `syncnet_v2.model`, which also needs the framing of the crops (params
+    faces.face_scale and faces.centre_shift) to cut its face crops."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "dims" in state and "state_dict" in state:
         return load_sync_expert(path)
     if isinstance(state, dict) and any(str(k).startswith("netcnnaud.") for k in state):
-        if face_scale is None:
-            raise ValueError(f"{path} is the official SyncNet: give the faces stage's face_scale "
-                             "(params faces.face_scale)")
-        return load_official_syncnet(path, face_scale), OFFICIAL_TIMING
+        if face_scale is None or centre_shift is None:
+            raise ValueError(f"{path} is the official SyncNet: give the framing of the crops, face_scale and "
+                             "centre_shift (params faces.face_scale, faces.centre_shift)")
+        return load_official_syncnet(path, face_scale, centre_shift), OFFICIAL_TIMING
     raise ValueError(f"{path} is neither a sync expert checkpoint nor an official syncnet_v2.model")

@@ -1,11 +1,12 @@
 """Objective measures, one definition each: image fidelity (PSNR, SSIM, sharpness) for the dVAE's
 validation, the x264 comparison and evaluate; mouth–audio correlation for evaluate.
 
-Mouth–audio correlation (our documented estimator, docs/design.md): the mouth of the
-256×224 crop sits in a fixed box (the faces stage centres and scales every crop on the face);
-its darkness (255 − mean grey) rises when the mouth opens (dark mouth interior). Per clip we
-correlate that darkness with the audio's per-frame loudness (log RMS); the figure is the mean
-Pearson r over clips. Ground-truth clips give the ceiling that a generated clip is compared to.
+Mouth–audio correlation (our documented estimator, docs/design.md): the mouth of the 256×224
+crop sits in a box fixed by the framing (the faces stage centres and scales every crop on the
+face; `nwt.geometry.mouth_box` of faces.face_scale and faces.centre_shift); its darkness (255 −
+mean grey) rises when the mouth opens (dark mouth interior). Per clip we correlate that darkness
+with the audio's per-frame loudness (log RMS); the figure is the mean Pearson r over clips.
+Ground-truth clips give the ceiling that a generated clip is compared to.
 """
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# mouth box as fractions of the 256×224 crop: rows, columns (measured on the faces stage's crops)
-MOUTH_ROWS = (0.48, 0.60)
-MOUTH_COLS = (0.38, 0.62)
+from nwt.geometry import Box
+
 LOUDNESS_FLOOR = 1e-4
 PSNR_IDENTICAL_DB = 100.0  # the PSNR of a frame equal to its reference
 
@@ -73,11 +73,13 @@ def sharpness_ratio(reference: np.ndarray, test: np.ndarray) -> float:
     return float(laplacian_variance(test).mean() / max(laplacian_variance(reference).mean(), 1e-12))
 
 
-def mouth_darkness(frames: np.ndarray) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB → (T,) mean darkness of the mouth box."""
+def mouth_darkness(frames: np.ndarray, box: Box) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB → (T,) mean darkness of the mouth box, `box` = ((row0, row1),
+    (col0, col1)) in crop fractions: `nwt.geometry.mouth_box` of the faces params."""
     t, h, w, _ = frames.shape
-    r0, r1 = int(MOUTH_ROWS[0] * h), int(MOUTH_ROWS[1] * h)
-    c0, c1 = int(MOUTH_COLS[0] * w), int(MOUTH_COLS[1] * w)
+    (rows, cols) = box
+    r0, r1 = int(rows[0] * h), int(rows[1] * h)
+    c0, c1 = int(cols[0] * w), int(cols[1] * w)
     box = frames[:, r0:r1, c0:c1].astype(np.float32)
     grey = box @ np.array([0.299, 0.587, 0.114], np.float32)
     return 255.0 - grey.reshape(t, -1).mean(axis=1)
@@ -97,5 +99,6 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def mouth_audio_corr(frames: np.ndarray, audio: np.ndarray, samples_per_frame: int) -> float:
-    return pearson(mouth_darkness(frames), frame_loudness(audio, samples_per_frame, len(frames)))
+def mouth_audio_corr(frames: np.ndarray, audio: np.ndarray, samples_per_frame: int, box: Box) -> float:
+    """Pearson r of the mouth box's darkness (`box`: see mouth_darkness) and the log loudness."""
+    return pearson(mouth_darkness(frames, box), frame_loudness(audio, samples_per_frame, len(frames)))

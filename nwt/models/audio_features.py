@@ -16,22 +16,29 @@ from nwt.constants import N_MELS, Timing
 LOG_FLOOR = 1e-5
 
 
+def hz_to_mel(f):
+    """Slaney mel scale: linear below 1 kHz, logarithmic above."""
+    f = np.asarray(f, np.float64)
+    lin = f / (200.0 / 3)
+    log = 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(f >= 1000.0, log, lin)
+
+
+def mel_to_hz(m):
+    m = np.asarray(m, np.float64)
+    lin = m * (200.0 / 3)
+    log = 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0))
+    return np.where(m >= 15.0, log, lin)
+
+
+def mel_centres_hz(sample_rate: int, n_mels: int = N_MELS) -> np.ndarray:
+    """(n_mels,) centre frequency in Hz of each mel band of `mel_filterbank`."""
+    return mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels + 2))[1:-1]
+
+
 @lru_cache(maxsize=8)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = N_MELS) -> torch.Tensor:
     """Slaney-style triangular mel filters, (n_mels, n_fft // 2 + 1), area-normalised."""
-
-    def hz_to_mel(f):
-        f = np.asarray(f, np.float64)
-        lin = f / (200.0 / 3)
-        log = 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
-        return np.where(f >= 1000.0, log, lin)
-
-    def mel_to_hz(m):
-        m = np.asarray(m, np.float64)
-        lin = m * (200.0 / 3)
-        log = 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0))
-        return np.where(m >= 15.0, log, lin)
-
     fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
     mel_points = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels + 2))
     lower, centre, upper = mel_points[:-2, None], mel_points[1:-1, None], mel_points[2:, None]

@@ -51,6 +51,7 @@ memory does not grow with the audio's length; `sample` collects it.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -429,6 +430,7 @@ class Prior(nn.Module):
         cpu_threads: int | None = 1,
         style: torch.Tensor | None = None,
         guidance: float = 1.0,
+        prime: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Codes (T, H', W', heads) long, frame by frame with a sliding KV cache of
         `context_frames` frames (default: the trained window); MAR draws the codes of each frame
@@ -442,7 +444,7 @@ class Prior(nn.Module):
         out = torch.empty(T, d.grid_h, d.grid_w, d.code_heads, dtype=torch.long, device=param.device)
         frames = self.sample_iter(lambda lo, hi: mel[lo * MELS_PER_FRAME : hi * MELS_PER_FRAME], T, episode_index,
                                   temperature, top_k, top_p, seed, context_frames, audio_chunk_frames, cpu_threads,
-                                  style, guidance)
+                                  style, guidance, prime)
         for t, codes in enumerate(frames):
             out[t] = codes
         return out
@@ -462,6 +464,7 @@ class Prior(nn.Module):
         cpu_threads: int | None = 1,
         style: torch.Tensor | None = None,
         guidance: float = 1.0,
+        prime: torch.Tensor | None = None,  # (H', W', heads) codes of a frame of the look wanted
     ) -> Iterator[torch.Tensor]:
         """Yield the codes (H', W', heads) of frames 0..n_frames-1 one by one, in memory that
         does not grow with n_frames: the mel is read through `mel_fn` a chunk at a time, the
@@ -477,7 +480,14 @@ class Prior(nn.Module):
 
         `guidance` g ≠ 1 (needs `null_audio`): every step runs a batch of two rows, with the
         audio and with the learned "no audio" input, sharing the drawn codes and the KV cache's
-        layout, and draws from uncond + g × (cond − uncond) logits — twice the compute per frame."""
+        layout, and draws from uncond + g × (cond − uncond) logits — twice the compute per frame.
+
+        `prime`: the codes of a frame of the wanted look (the dVAE codes of the episode's
+        reference frame). It goes first, as frame -1 (with frame 0's audio), teacher-forced as
+        training feeds real frames, and is not yielded: frame 0 then continues a frame of the
+        look instead of starting from the learned `start` alone, which draws all of frame 0's
+        codes at once and independently, and can open on another look that takes a second to
+        settle. The primer leaves the window after `context_frames` frames, like any frame."""
         d = self.dims
         param = next(self.parameters())
         dev, dtype = param.device, param.dtype
@@ -495,22 +505,22 @@ class Prior(nn.Module):
             return logits[1] + guidance * (logits[0] - logits[1]) if guided else logits[0]
 
         caches = [dict() for _ in self.blocks]  # with guidance each cache holds both rows
+        shift = int(prime is not None)  # frame t sits at position t + shift (the primer at 0)
         prev = self.start.view(1, 1, -1)
         skip_shape = (d.positions, d.spatial_dim) if d.mode == "far" else (self.mar.tokens, d.mar_dim)
         skip = torch.zeros(1, 1, *skip_shape, device=dev, dtype=dtype)  # no previous frame at t=0
         audio = audio_in = None
         a_start, a_stop = 0, 0
         for t in range(int(n_frames)):
-            before = torch.get_num_threads() if threads else None
-            if threads:
-                torch.set_num_threads(threads)
-            try:
+            with intra_op_threads(threads):
                 if t >= a_stop:  # next audio chunk, with real context either side
                     a_start, a_stop = t, min(t + chunk, n_frames)
                     audio, audio_in = self._audio_chunk(mel_fn, a_start, a_stop, n_frames, guided, dtype)
+                if t == 0 and prime is not None:  # frame -1: the primer, at position 0
+                    prev, skip = self._prime(prime, prev + audio_in[:, :1] + bias, caches, context)
                 a_t = audio[:, t - a_start : t - a_start + 1]  # (1, 1, D)
                 x = prev + audio_in[:, t - a_start : t - a_start + 1] + bias  # (1, 1, D)
-                h = self._cached_frame_step(x, t, caches, context)  # (1 or 2, 1, D)
+                h = self._cached_frame_step(x, t + shift, caches, context)  # (1 or 2, 1, D)
                 if d.mode == "far":
                     logits = guide(self.spatial(h, skip, a_t)[:, 0])  # (H', W', heads, K)
                     codes = sample_logits(logits, temperature, top_k, top_p, gen)  # (H', W', heads)
@@ -519,10 +529,22 @@ class Prior(nn.Module):
                                             lambda lg: sample_logits(guide(lg)[None], temperature, top_k, top_p, gen))
                 prev = self.embed_frames(codes[None, None])  # (1, 1, D)
                 skip = self.skip_input(codes[None, None])  # (1, 1, P, S); MAR: (1, 1, N, mar_dim)
-            finally:
-                if threads:
-                    torch.set_num_threads(before)
             yield codes
+
+    def _prime(self, prime: torch.Tensor, x: torch.Tensor, caches: list[dict],
+               context: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the primer frame's input x (R, 1, D) through the frame transformer at position 0
+        (into the KV caches); its codes `prime` (H', W', heads) → (prev (1, 1, D), skip) inputs
+        of the next frame, as if the primer had been drawn."""
+        d = self.dims
+        prime = torch.as_tensor(prime, device=x.device).long()
+        if tuple(prime.shape) != (d.grid_h, d.grid_w, d.code_heads):
+            raise ValueError(f"primer codes {tuple(prime.shape)} do not match the prior's grid "
+                             f"{(d.grid_h, d.grid_w, d.code_heads)}")
+        if prime.min() < 0 or prime.max() >= d.num_codes:
+            raise ValueError(f"primer codes must lie in [0, {d.num_codes}), got {int(prime.min())}..{int(prime.max())}")
+        self._cached_frame_step(x, 0, caches, context)
+        return self.embed_frames(prime[None, None]), self.skip_input(prime[None, None])
 
     def _frame_bias(self, episode_index: int | None, style: torch.Tensor | None, dev, dtype) -> torch.Tensor:
         """(1, 1, D): what sampling adds to every frame input besides the previous frame and the
@@ -562,6 +584,21 @@ class Prior(nn.Module):
                 cache["v"] = cache["v"][:, :, -(context - 1) :] if context > 1 else None
             x = block(x, cos, sin, cache=cache)
         return self.norm(x)
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `threads` inside the block, the caller's setting restored
+    after it (None or 0: left as it is)."""
+    if not threads:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def sample_logits(

@@ -4,12 +4,13 @@ Two streams, each ending in an L2-normalised embedding (after Chung & Zisserman 
 time", and Wav2Lip's expert discriminator):
 
 - video: SYNC_WINDOW consecutive frames of the mouth region, grey, stacked as channels. The
-  region is a fixed box of the 256×224 face crop, MOUTH_BOX_ROWS × MOUTH_BOX_COLS (fractions),
-  downscaled to `height` × `width`. The faces stage centres every crop on the face (face height
-  = crop height / faces.face_scale), so the box is the lower half of the face: nose tip to chin,
-  cheek to cheek (rows 0.375–0.75 = 96 px, columns 0.25–0.75 = 112 px; the mouth sits around
-  rows 0.48–0.60, columns 0.38–0.62). Grey because mouth opening is a brightness pattern (dark
-  interior, light teeth) and it keeps the stream cheap on a CPU.
+  region is a box of the 256×224 face crop, `dims.crop_rows` × `dims.crop_cols` (fractions),
+  downscaled to `height` × `width`. The box follows the framing the model was trained on
+  (`nwt.geometry.sync_mouth_box` of faces.face_scale and faces.centre_shift): the lower half of
+  the face, nose tip to below the chin, cheek to cheek (default framing: rows 0.375–0.75 = 96 px,
+  columns 0.25–0.75 = 112 px; the mouth sits around rows 0.48–0.60, columns 0.38–0.62). Grey
+  because mouth opening is a brightness pattern (dark interior, light teeth) and it keeps the
+  stream cheap on a CPU.
 - audio: the matching 20 log-mel frames (MELS_PER_FRAME per video frame,
   `nwt.models.audio_features.log_mel`) × N_MELS bins, as a 1-D convolution over time with the
   bins as channels.
@@ -36,16 +37,21 @@ from nwt.models.dims import migrate_dims
 
 GREY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma
 SYNC_WINDOW = 5  # video frames per sync window (0.2 s at 25 fps; syncnet_python's definition)
-MOUTH_BOX_ROWS = (0.375, 0.75)  # the box the video stream sees, fractions of the crop height
+# The box of checkpoints written while it was a constant (before it followed the framing; it is
+# `nwt.geometry.sync_mouth_box` of the default framing, face_scale 2.0 and centre_shift 0.19).
+# Only for reading those checkpoints: new code takes the box from the framing or the model's dims.
+MOUTH_BOX_ROWS = (0.375, 0.75)  # fractions of the crop height
 MOUTH_BOX_COLS = (0.25, 0.75)  # ... and of its width
 # former SyncDims fields, now constants: a checkpoint may carry them at these values (migrate_sync_dims)
-FIXED_SYNC_DIMS = {"window": SYNC_WINDOW, "mels_per_frame": MELS_PER_FRAME, "n_mels": N_MELS,
-                   "crop_rows": MOUTH_BOX_ROWS, "crop_cols": MOUTH_BOX_COLS}
+FIXED_SYNC_DIMS = {"window": SYNC_WINDOW, "mels_per_frame": MELS_PER_FRAME, "n_mels": N_MELS}
+# fields added since: what checkpoints without them used
+ADDED_SYNC_DIMS = {"crop_rows": MOUTH_BOX_ROWS, "crop_cols": MOUTH_BOX_COLS}
 
 
 @dataclass
 class SyncDims:
-    """Every field is a `train_sync` params key."""
+    """Every field is a `train_sync` params key, except the mouth box, which follows the framing
+    (`nwt.geometry.sync_mouth_box` of the faces params)."""
 
     height: int  # the mouth box is resized to height × width grey pixels
     width: int
@@ -53,6 +59,15 @@ class SyncDims:
     audio_channels: int  # audio conv width
     embed_dim: int  # embedding size of both streams
     dropout: float  # on the pooled features before each stream's head (training only)
+    crop_rows: tuple[float, float]  # the mouth box in the 256×224 crop: rows (fractions of its height)
+    crop_cols: tuple[float, float]  # ... and columns (fractions of its width)
+
+    def __post_init__(self):
+        # checkpoints store lists; the box is compared and hashed as tuples
+        self.crop_rows, self.crop_cols = tuple(map(float, self.crop_rows)), tuple(map(float, self.crop_cols))
+        for name, (a, b) in (("crop_rows", self.crop_rows), ("crop_cols", self.crop_cols)):
+            if not 0.0 <= a < b <= 1.0:
+                raise ValueError(f"SyncDims.{name} must be fractions 0 ≤ start < end ≤ 1, got {(a, b)}")
 
     def to_dict(self) -> dict:
         """What a checkpoint saves (plain types, weights_only-loadable)."""
@@ -77,24 +92,17 @@ class SyncDims:
         return N_MELS
 
     @property
-    def crop_rows(self) -> tuple[float, float]:
-        return MOUTH_BOX_ROWS
-
-    @property
-    def crop_cols(self) -> tuple[float, float]:
-        return MOUTH_BOX_COLS
-
-    @property
     def audio_frames(self) -> int:
         return SYNC_WINDOW * MELS_PER_FRAME  # 20
 
 
 def migrate_sync_dims(saved: dict) -> dict:
     """A saved SyncDims dict → keyword arguments of today's SyncDims. Older checkpoints saved the
-    window, mel frames per video frame, mel bins and mouth box too; they must equal today's
-    constants (SYNC_WINDOW, MELS_PER_FRAME, N_MELS, MOUTH_BOX_ROWS / COLS) and are dropped.
-    Unknown keys are an error."""
-    return migrate_dims(saved, SyncDims, added={}, fixed=FIXED_SYNC_DIMS)
+    window, mel frames per video frame and mel bins too; they must equal today's constants
+    (SYNC_WINDOW, MELS_PER_FRAME, N_MELS) and are dropped. The mouth box was saved by the first
+    layout, then was a constant, now is a field again: a checkpoint without it used
+    MOUTH_BOX_ROWS / COLS. Unknown keys are an error."""
+    return migrate_dims(saved, SyncDims, added=ADDED_SYNC_DIMS, fixed=FIXED_SYNC_DIMS)
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -163,8 +171,8 @@ def mouth_crops(frames: np.ndarray, dims: SyncDims, margin: int = 0) -> np.ndarr
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected (T, H, W, 3) RGB frames, got shape {frames.shape}")
     t, h, w, _ = frames.shape
-    r0, r1 = int(round(MOUTH_BOX_ROWS[0] * h)), int(round(MOUTH_BOX_ROWS[1] * h))
-    c0, c1 = int(round(MOUTH_BOX_COLS[0] * w)), int(round(MOUTH_BOX_COLS[1] * w))
+    r0, r1 = int(round(dims.crop_rows[0] * h)), int(round(dims.crop_rows[1] * h))
+    c0, c1 = int(round(dims.crop_cols[0] * w)), int(round(dims.crop_cols[1] * w))
     mr, mc = int(round(margin * (r1 - r0) / dims.height)), int(round(margin * (c1 - c0) / dims.width))
     rows = np.clip(np.arange(r0 - mr, r1 + mr), 0, h - 1)
     cols = np.clip(np.arange(c0 - mc, c1 + mc), 0, w - 1)

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from nwt.constants import Timing
-from nwt.geometry import FACE_CENTRE_SHIFT
+from nwt.geometry import face_in_crop
 from nwt.models.mfcc import mfcc
 
 
@@ -99,17 +99,16 @@ OFFICIAL_PAD_VALUE = 110  # grey padding outside the frame (run_pipeline.py)
 OFFICIAL_TIMING = Timing(25, 16000)  # the only rates the published network works at
 
 
-def official_face_crops(frames: np.ndarray, face_scale: float,
-                        face_centre_shift: float = FACE_CENTRE_SHIFT) -> np.ndarray:
+def official_face_crops(frames: np.ndarray, face_scale: float, centre_shift: float) -> np.ndarray:
     """(T, 256, 224, 3) RGB crops → (T, 3, 224, 224) uint8 BGR face crops as syncnet_python's
     run_pipeline.py cuts them from a face track: box half-size bs, rows from the box centre − bs
     to + bs·(1 + 2·cs), columns ± bs·(1 + cs), padded with 110 outside the image, resized to
-    224×224. Our faces stage centres each crop `face_centre_shift` face heights below the face
-    centre with a face box `crop height / face_scale` high (params faces.face_scale), which fixes
-    the box."""
+    224×224. Our faces stage puts the face box where the framing says (params faces.face_scale,
+    faces.centre_shift; `nwt.geometry.face_in_crop`), which fixes the box."""
     t, h, w, _ = frames.shape
-    bs = h / face_scale / 2.0  # half the face-box size
-    my = h / 2.0 - face_centre_shift * 2.0 * bs  # face centre row
+    centre, height = face_in_crop(face_scale, centre_shift)
+    bs = h * height / 2.0  # half the face-box size
+    my = h * centre  # face centre row
     mx = w / 2.0
     bsi = int(bs * (1 + OFFICIAL_CROP_SCALE))  # padding, then the box centre in padded coordinates
     my, mx = my + bsi, mx + bsi
@@ -125,18 +124,20 @@ def official_face_crops(frames: np.ndarray, face_scale: float,
 
 class OfficialSyncNet(nn.Module):
     """The published SyncNet behind nwt.eval.lipsync's `SyncScorer` interface (25 fps / 16 kHz
-    only). `face_scale`: the faces stage's crop height / face-box height (params faces.face_scale)."""
+    only). `face_scale`, `centre_shift`: the framing of the crops (params faces.face_scale,
+    faces.centre_shift), which says where the face is."""
 
     window = 5  # syncnet_python's window: 5 video frames
     mels_per_frame = 4  # 100 Hz MFCC at 25 fps
 
-    def __init__(self, face_scale: float):
+    def __init__(self, face_scale: float, centre_shift: float):
         super().__init__()
         self.net = SyncNetS()
-        self.face_scale = face_scale
+        self.face_scale, self.centre_shift = face_scale, centre_shift
 
     def frames_to_input(self, frames: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(official_face_crops(np.asarray(frames), self.face_scale))  # (T, 3, 224, 224)
+        crops = official_face_crops(np.asarray(frames), self.face_scale, self.centre_shift)
+        return torch.from_numpy(crops)  # (T, 3, 224, 224)
 
     def audio_to_input(self, audio: np.ndarray, timing: Timing) -> torch.Tensor:
         if timing != OFFICIAL_TIMING:
@@ -154,7 +155,7 @@ class OfficialSyncNet(nn.Module):
         return self.net.forward_aud(x.transpose(1, 2).unsqueeze(1).float())
 
 
-def load_official_syncnet(path: str | os.PathLike, face_scale: float) -> OfficialSyncNet:
+def load_official_syncnet(path: str | os.PathLike, face_scale: float, centre_shift: float) -> OfficialSyncNet:
     """Build `S` and load `syncnet_v2.model` (a state dict) into it, in eval mode. Like the
     original `loadParameters`, keys missing from the file (BatchNorm `num_batches_tracked`,
     absent from files saved by old torch) keep their initial values; any other mismatch fails."""
@@ -163,7 +164,7 @@ def load_official_syncnet(path: str | os.PathLike, face_scale: float) -> Officia
         raise FileNotFoundError(f"official SyncNet weights not found at {path}: download syncnet_v2.model "
                                 "with syncnet_python's download_model.sh and give its path")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model = OfficialSyncNet(face_scale)
+    model = OfficialSyncNet(face_scale, centre_shift)
     missing, unexpected = model.net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:

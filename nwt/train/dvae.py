@@ -56,13 +56,14 @@ from tqdm import tqdm
 from nwt.atomic import atomic_path
 from nwt.constants import CROP_H, CROP_W, Timing
 from nwt.data.shards import iter_clips, random_frames, shard_paths
-from nwt.eval.metrics import psnr_db, sharpness_ratio, ssim
+from nwt.eval.metrics import psnr_db, psnr_per_frame, sharpness_ratio, ssim
 from nwt.models.discriminator import MultiScaleDiscriminator, d_hinge_loss, feature_matching_loss, g_hinge_loss
 from nwt.models.dvae import DVAE, DVAEDims
 from nwt.models.memcodes import Memcodes
 from nwt.params import TrainDVAEParams, as_dict
 from nwt.precision import autocast, warn_if_cpu_bf16_emulated
 from nwt.train.common import adamw, lr_factor
+from nwt.train.learning_warnings import dvae_warnings, report
 from nwt.train.loop import (
     Checkpoints,
     ProcessGroup,
@@ -82,6 +83,9 @@ CODE_MODULES = ("nwt.models.dvae", "nwt.models.memcodes", "nwt.models.discrimina
 # keys that do not change what a step computes (the rest, `steps` included, shape the schedule)
 RESUME_NEUTRAL_KEYS = ("log_every",)
 DVAE_FILE = "dvae.pt"
+TRAIN_PSNR_FRAMES = 200  # train frames (evenly spaced) behind train.psnr_db, the memorisation check
+NO_UNSEEN = "no unseen episode in this corpus (one episode, or shard.unseen_episodes: 0)"
+NO_VAL = "no val clips (every episode has fewer than 5 clips, or shard.val_fraction: 0)"
 
 
 def dvae_dims(p: TrainDVAEParams, n_episodes: int) -> DVAEDims:
@@ -186,30 +190,49 @@ def evaluate_frames(model: DVAE, frames: np.ndarray, episodes: np.ndarray, batch
     return metrics, rec
 
 
-def load_eval_frames(paths: list[str], stride: int, max_frames: int, episode_map) -> tuple[np.ndarray, np.ndarray]:
-    """Every `stride`-th frame of every clip (at most `max_frames`, spread over clips) + model episode rows."""
-    frames, episodes = [], []
+def load_eval_frames(paths: list[str], stride: int, max_frames: int, episode_map
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every `stride`-th frame of every clip (at most `max_frames`, spread over clips) → (frames
+    (N, H, W, 3), model episode rows (N,), PSNR of each frame against its clip's mean frame (N,):
+    the "still picture of the clip" baseline of the learning check)."""
+    frames, episodes, still = [], [], []
     for clip in iter_clips(paths):
         picked = clip.frames[::stride]
         frames.append(picked)
         episodes.append(np.full(len(picked), episode_map(clip.episode_index), np.int64))
+        mean = clip.frames.mean(0).round().astype(np.uint8)  # (H, W, 3) over all of the clip's frames
+        still.append(psnr_per_frame(picked, np.broadcast_to(mean, picked.shape)))
     if not frames:
-        return np.zeros((0, 1, 1, 3), np.uint8), np.zeros((0,), np.int64)
-    frames_a, episodes_a = np.concatenate(frames), np.concatenate(episodes)
+        return np.zeros((0, 1, 1, 3), np.uint8), np.zeros((0,), np.int64), np.zeros((0,))
+    frames_a, episodes_a, still_a = np.concatenate(frames), np.concatenate(episodes), np.concatenate(still)
     if len(frames_a) > max_frames:  # evenly spaced subset, deterministic
         keep = np.linspace(0, len(frames_a) - 1, max_frames).round().astype(int)
-        frames_a, episodes_a = frames_a[keep], episodes_a[keep]
-    return frames_a, episodes_a
+        frames_a, episodes_a, still_a = frames_a[keep], episodes_a[keep], still_a[keep]
+    return frames_a, episodes_a, still_a
 
 
-def write_grid(path: Path, gt: np.ndarray, rec: np.ndarray, n: int = 4) -> None:
-    """PNG grid, one row per frame: ground truth | reconstruction."""
+def write_grid(path: Path, gt: np.ndarray, rec: np.ndarray, n: int = 4, empty_note: str = "no frames") -> None:
+    """PNG grid, one row per frame: ground truth | reconstruction. Without frames a labelled
+    placeholder (`empty_note`), so that the stage's declared output always exists."""
     if len(gt) == 0:
+        write_placeholder(path, empty_note)
         return
     pick = np.linspace(0, len(gt) - 1, min(n, len(gt))).round().astype(int)
     grid = np.concatenate([np.concatenate([gt[i], rec[i]], axis=1) for i in pick], axis=0)
     with atomic_path(path) as tmp:
         cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def write_placeholder(path: Path, note: str) -> None:
+    """A grid-sized grey PNG that says `note` (where a split this corpus lacks would be shown)."""
+    img = np.full((CROP_H, 2 * CROP_W, 3), 64, np.uint8)
+    words, lines = note.split(), [""]
+    for w in words:  # wrap at ~30 characters
+        lines[-1:] = [f"{lines[-1]} {w}".strip()] if len(lines[-1]) + len(w) < 30 else [lines[-1], w]
+    for i, line in enumerate(lines):
+        cv2.putText(img, line, (10, 40 + 28 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (230, 230, 230), 1, cv2.LINE_AA)
+    with atomic_path(path) as tmp:
+        cv2.imwrite(str(tmp), img)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -419,7 +442,9 @@ def train_dvae(
         warn_if_cpu_bf16_emulated(group.device, p.cpu_bf16)
         train_paths = shard_paths(shard_dir, "train")
         if not train_paths:
-            raise FileNotFoundError(f"no train-*.tar shards in {shard_dir}")
+            raise FileNotFoundError(f"no train-*.tar shards in {shard_dir}: the dVAE needs at least one train clip "
+                                    "(an episode with a face shot holding speech of at least segment.min_clip_s; "
+                                    "see data/shard/ledger.parquet for what was rejected)")
         episode_ids, unseen_ids = list(episode_ids), list(unseen_ids)
         dims = dvae_dims(p, len(episode_ids))
         unseen_rows = {i for i, e in enumerate(episode_ids) if e in set(unseen_ids)}
@@ -488,12 +513,16 @@ def _finish(run: DVAETraining, loop: StepLoop, live, val, unseen, report_dir: Pa
     train_wall = loop.train_wall_s
     result = _final_eval(p, run.ema, val, unseen, group.device, report_dir, live, loop.step)
     result["bits_per_frame"] = dims.bits_per_frame
+    train_psnr, train_frames = _train_psnr(run)
     result["train"] = {
         "steps": loop.step, "wall_s": round(train_wall, 2),
         "frames_per_s": round(loop.step * p.batch_size * group.world / max(train_wall, 1e-9), 3),
         "stage_wall_s": round(time.time() - t_start, 2), "world_size": group.world,
         "params_m": round(sum(q.numel() for q in run.model.parameters()) / 1e6, 3),
+        "psnr_db": train_psnr, "psnr_frames": train_frames,
     }
+    v = result["val"]
+    result["warnings"] = report("train_dvae", dvae_warnings(v.get("psnr_db"), v.get("mean_frame_psnr_db"), train_psnr))
     ckpt.export(DVAE_FILE, {"dims": asdict(dims), "state_dict": run.ema.state_dict(), **meta,
                             "timing": {"fps": timing.fps, "sample_rate": timing.sample_rate}, "step": loop.step})
     live.log_metric("train/wall_s", result["train"]["wall_s"], plot=False)
@@ -501,20 +530,39 @@ def _finish(run: DVAETraining, loop: StepLoop, live, val, unseen, report_dir: Pa
     return result
 
 
+def _train_psnr(run: DVAETraining) -> tuple[float | None, int]:
+    """(PSNR of the EMA on TRAIN_PSNR_FRAMES evenly spaced train frames, their count): beside val's,
+    the memorisation check."""
+    p = run.p
+    rows = run.episode_lookup.cpu().numpy()  # shard episode index → embedding row, as in training
+    frames, episodes, _ = load_eval_frames(run.train_paths, p.val_frame_stride, TRAIN_PSNR_FRAMES,
+                                           lambda i: int(rows[min(max(i, 0), len(rows) - 1)]))
+    if not len(frames):
+        return None, 0
+    m, _ = evaluate_frames(run.ema, frames, episodes, p.eval_batch_size, run.device)
+    return m["psnr_db"], len(frames)
+
+
 def _final_eval(p: TrainDVAEParams, ema: DVAE, val, unseen, device, report_dir: Path, live, step: int) -> dict:
-    result: dict = {"val": {}, "unseen": {}}
+    """Val and unseen figures and grids; a split this corpus lacks gets `psnr_db: null` + a reason
+    and a labelled placeholder grid (every declared output of the stage is always written)."""
+    result: dict = {"val": {"psnr_db": None, "reason": NO_VAL}, "unseen": {"psnr_db": None, "reason": NO_UNSEEN}}
     t = time.time()
     live.step = step
     if val is not None and len(val[0]):
         m, rec = evaluate_frames(ema, val[0], val[1], p.eval_batch_size, device)
-        result["val"] = m
+        result["val"] = {**m, "mean_frame_psnr_db": float(val[2].mean())}
         write_grid(report_dir / "recon_grid.png", val[0], rec)
         for k in ("psnr_db", "ssim", "sharpness_ratio", "perplexity", "codes_used_fraction"):
             live.log_metric(f"val/{k}", m[k])
+    else:
+        write_placeholder(report_dir / "recon_grid.png", NO_VAL)
     if unseen is not None and len(unseen[0]):
         m, rec = evaluate_frames(ema, unseen[0], unseen[1], p.eval_batch_size, device)
         result["unseen"] = {k: m[k] for k in ("psnr_db", "ssim", "sharpness_ratio", "frames")}
         write_grid(report_dir / "recon_grid_unseen.png", unseen[0], rec)
         live.log_metric("unseen/psnr_db", m["psnr_db"])
+    else:
+        write_placeholder(report_dir / "recon_grid_unseen.png", NO_UNSEEN)
     result["eval_wall_s"] = round(time.time() - t, 2)
     return result

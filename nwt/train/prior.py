@@ -32,9 +32,11 @@ from nwt.constants import MELS_PER_FRAME, Timing
 from nwt.data.tokens import TokenClip, load_codebook, load_token_clips, token_paths
 from nwt.eval.nll import LN2, ClipTensors, eval_windows, evaluate, to_tensors, unigram_log2p
 from nwt.models.prior import Prior, PriorDims
+from nwt.models.voice_aug import MelAugment, augment_mel
 from nwt.params import PriorParams, as_dict
 from nwt.precision import autocast
 from nwt.train.common import adamw, lr_factor
+from nwt.train.learning_warnings import prior_warnings, report
 from nwt.train.loop import (
     Checkpoints,
     ProcessGroup,
@@ -51,10 +53,11 @@ log = logging.getLogger(__name__)
 
 # the code that shapes a checkpoint: a change to any of these starts training afresh
 CODE_MODULES = ("nwt.models.prior", "nwt.models.mar_head", "nwt.models.audio_encoder", "nwt.models.style",
-                "nwt.train.prior", "nwt.train.common", "nwt.train.loop")
+                "nwt.models.voice_aug", "nwt.train.prior", "nwt.train.common", "nwt.train.loop")
 # changing these does not change what a step computes: a run with more steps resumes
 RESUME_NEUTRAL_KEYS = ("steps", "checkpoint_every", "log_every")
 PRIOR_FILE = "prior.pt"
+NO_VAL = "no val clips (every episode has fewer than 5 clips, or shard.val_fraction: 0)"
 
 
 def prior_dims(p: PriorParams, *, grid_h: int, grid_w: int, code_heads: int, num_codes: int, n_episodes: int,
@@ -116,6 +119,13 @@ def sample_batch(clips: list[ClipTensors], batch_size: int, window: int, rng: np
     return torch.stack(codes), torch.stack(mels), torch.tensor(eps, dtype=torch.long)
 
 
+def mel_augment(p: PriorParams) -> MelAugment:
+    """The voice augmentation of the training log-mel (nwt.models.voice_aug): the presenter's one
+    voice warped, equalised, gain-shifted and noised into many, so that the prior listens to what
+    lip sync needs (timing, articulation) rather than to that voice."""
+    return MelAugment(warp=p.aug_mel_warp, eq=p.aug_mel_eq, gain=p.aug_mel_gain, noise=p.aug_mel_noise)
+
+
 def style_kl_term(kl: torch.Tensor, step: int, p: PriorParams, codes_per_window: int) -> torch.Tensor:
     """KL part of the per-code negative ELBO: weight (annealed linearly from 0 over
     `style_kl_anneal_steps`) × Σ_dims max(KL_dim, free bits) / codes per window. `kl` is the
@@ -138,7 +148,8 @@ class TokenData:
     def __init__(self, token_dir: Path, n_episodes: int, timing: Timing):
         self.train_paths, self.val_paths = token_paths(token_dir, "train"), token_paths(token_dir, "val")
         if not self.train_paths:
-            raise FileNotFoundError(f"no train token shards (train-*.tar) in {token_dir}")
+            raise FileNotFoundError(f"no train token shards (train-*.tar) in {token_dir}: the prior needs at least one "
+                                    "train clip (see data/shard/ledger.parquet for what was rejected)")
         train_raw, val_raw = load_token_clips(self.train_paths), load_token_clips(self.val_paths)
         if not train_raw:
             raise ValueError(f"train token shards in {token_dir} hold no clips")
@@ -191,7 +202,7 @@ def train_prior(p: PriorParams, timing: Timing, token_dir: Path, ckpt_dir: Path,
         loop = StepLoop(p.steps, start, p.checkpoint_every, group, "train_prior", stop_after=stop_after,
                         save=lambda s, w: ckpt.save_last(s, w, state()))
         frames_seen = _run_steps(p, model, wrap_ddp(model, group), optimizer, scheduler, data.train, loop, live,
-                                 t_begin)
+                                 t_begin, timing.sample_rate)
         train_s = loop.loop_s
         if loop.interrupted:
             if live is not None:
@@ -226,7 +237,7 @@ def _resume_or_init(ckpt: Checkpoints, model: Prior, optimizer, scheduler, p: Pr
 
 
 def _run_steps(p: PriorParams, model: Prior, ddp, optimizer, scheduler, clips: list[ClipTensors], loop: StepLoop,
-               live, t_begin: float) -> int:
+               live, t_begin: float, sample_rate: int) -> int:
     """The training steps; returns the frames seen (all ranks)."""
     group = loop.group
     device = group.device
@@ -236,8 +247,10 @@ def _run_steps(p: PriorParams, model: Prior, ddp, optimizer, scheduler, clips: l
     for step in loop:
         rng = np.random.default_rng([p.seed, group.rank, step])
         codes, mel, ep = sample_batch(clips, p.batch_size, p.window_frames, rng)
+        noise_seed = int(rng.integers(0, 2**62))
+        mel = augment_mel(mel, mel_augment(p), rng, sample_rate)  # after the noise seed: off draws nothing
         codes, mel, ep = codes.to(device), mel.to(device), ep.to(device)
-        gen = torch.Generator(device=device).manual_seed(int(rng.integers(0, 2**62)))
+        gen = torch.Generator(device=device).manual_seed(noise_seed)
         with autocast(device):
             logits, aux = ddp(codes, mel, ep, prev_frame_dropout=p.prev_frame_dropout, code_noise=p.code_noise,
                               episode_dropout=p.episode_dropout, audio_dropout=p.audio_dropout, generator=gen,
@@ -283,8 +296,8 @@ def _validate(p: PriorParams, model: Prior, data: TokenData, loop: StepLoop, liv
     unigram = unigram_log2p(data.train, data.code_heads, data.num_codes)
     windows = eval_windows(data.val, p.window_frames)
     val = evaluate(model, windows, p.batch_size, group.device, unigram)
-    if not windows:
-        log.warning("no val clips: val metrics are NaN")
+    if not windows:  # null + why, not NaN
+        val = {**{k: None for k in val}, "reason": NO_VAL}
     wall = time.time() - t_begin
     steps_here = loop.step - loop.start
     metrics = {"val": val, "train": {
@@ -292,10 +305,13 @@ def _validate(p: PriorParams, model: Prior, data: TokenData, loop: StepLoop, liv
         "frames_per_s": frames_seen / train_s if train_s > 0 and frames_seen else 0.0,
         "s_per_step": train_s / steps_here if steps_here > 0 else 0.0,
     }}
-    log_metrics(live, loop.step, {f"val/{k}": v for k, v in val.items()}, plot=False)
+    log_metrics(live, loop.step, {f"val/{k}": v for k, v in val.items() if isinstance(v, float)}, plot=False)
     live.log_metric("train/wall_s", wall, plot=False)
     live.end()
-    log.info("prior: %d steps, val %.3f bits/code (shuffled audio %.3f, unigram %.3f), accuracy %.3f, kl %.2f nats, "
-             "%.0f s", loop.step, val["nll_bits_per_code"], val["nll_shuffled_audio_bits_per_code"],
-             val["unigram_entropy_bits"], val["code_accuracy"], val["kl"], wall)
+    if windows:
+        log.info("prior: %d steps, val %.3f bits/code (shuffled audio %.3f, unigram %.3f), accuracy %.3f, "
+                 "kl %.2f nats, %.0f s", loop.step, val["nll_bits_per_code"], val["nll_shuffled_audio_bits_per_code"],
+                 val["unigram_entropy_bits"], val["code_accuracy"], val["kl"], wall)
+    metrics["warnings"] = report("train_prior", prior_warnings(val["nll_bits_per_code"], val["unigram_entropy_bits"],
+                                                               val["nll_shuffled_audio_bits_per_code"]))
     return metrics

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +43,13 @@ import torch.nn.functional as F
 
 from nwt.constants import Timing
 from nwt.data.shards import iter_clips, shard_paths
-from nwt.eval.lipsync import VSHIFT, embed_windows, lse_from_embeddings, shifted_lse
-from nwt.eval.metrics import frame_loudness
-from nwt.models.audio_features import log_mel
-from nwt.models.sync_expert import SyncDims, SyncExpert, mouth_crops
-from nwt.params import TrainSyncParams, as_dict
+from nwt.eval.judge import SyncClip, evaluate_split, sync_clips, train_threshold
+from nwt.geometry import sync_mouth_box
+from nwt.models.sync_expert import SyncDims, SyncExpert
+from nwt.models.voice_aug import MelAugment, augment_mel
+from nwt.params import FacesParams, TrainSyncParams, as_dict
 from nwt.train.common import adamw, lr_factor
+from nwt.train.learning_warnings import report, sync_warnings
 from nwt.train.loop import (
     Checkpoints,
     StepLoop,
@@ -63,41 +63,24 @@ from nwt.train.loop import (
 log = logging.getLogger(__name__)
 
 # the code that shapes a checkpoint: a change to any of these starts training afresh
-CODE_MODULES = ("nwt.models.sync_expert", "nwt.train.sync", "nwt.train.common", "nwt.train.loop")
+CODE_MODULES = ("nwt.models.sync_expert", "nwt.models.voice_aug", "nwt.train.sync", "nwt.train.common",
+                "nwt.train.loop")
 
 # changing these does not change what a training step computes
 RESUME_NEUTRAL_KEYS = ("steps", "checkpoint_every", "log_every", "eval_batch_size", "shift_range", "recover_tolerance")
 SYNC_FILE = "sync.pt"
 EVAL_SPLITS = ("val", "test", "unseen")
-SPEECH_RANGE_DB = 30.0  # a window "has speech" if its loudest frame is within this of the clip's loudest
-
-
-@dataclass
-class SyncClip:
-    key: str
-    mouth: torch.Tensor  # (T, height + 2·margin, width + 2·margin) uint8 grey
-    mel: torch.Tensor  # (4T, n_mels) float32
-    loudness: np.ndarray  # (T,) log10 RMS per video frame (speech activity for the metrics)
-
-    @property
-    def windows(self) -> int:
-        return int(self.mouth.shape[0]) - 4  # 5-frame windows (window = 5 checked in _load)
+NO_SPLIT = {"val": "no val clips (every episode has fewer than 5 clips, or shard.val_fraction: 0)",
+            "test": "no test clips (every episode has fewer than 5 clips, or shard.test_fraction: 0)",
+            "unseen": "no unseen episode in this corpus (one episode, or shard.unseen_episodes: 0)"}
 
 
 def _load(paths: list[str], dims: SyncDims, timing: Timing, margin: int = 0) -> list[SyncClip]:
-    out = []
-    for clip in iter_clips(paths):
-        t = min(len(clip.frames), len(clip.audio) // timing.samples_per_frame)
-        if t < dims.window + 1:
-            log.warning("clip %s has %d frames: too short for a sync window, skipped", clip.key, t)
-            continue
-        mel = log_mel(clip.audio[: t * timing.samples_per_frame], timing)
-        loud = frame_loudness(clip.audio, timing.samples_per_frame, t)
-        out.append(SyncClip(clip.key, torch.from_numpy(mouth_crops(clip.frames[:t], dims, margin)), mel, loud))
-    return out
+    return sync_clips(iter_clips(paths), dims, timing, margin)
 
 
-def sample_batch(clips: list[SyncClip], p: TrainSyncParams, rng: np.random.Generator, dims: SyncDims):
+def sample_batch(clips: list[SyncClip], p: TrainSyncParams, rng: np.random.Generator, dims: SyncDims,
+                 sample_rate: int):
     """→ video (B, 5, h, w) float 0–255, audio (B, 20, n_mels), clip index (B,), window start (B,).
 
     Augmentation (per window, from `rng`): the mouth box shifted by up to ±aug_shift_px (the
@@ -105,7 +88,9 @@ def sample_batch(clips: list[SyncClip], p: TrainSyncParams, rng: np.random.Gener
     offset by ± aug_brightness × 255; degraded like a decoder's output: a Gaussian blur of
     σ ~ U(0, aug_blur_sigma) px (at the mouth box's resolution) and grey-level noise of σ ~
     U(0, aug_noise) levels, each window its own; the log-mel offset by ± aug_audio_gain (0.25 =
-    10 dB) and up to aug_freq_mask adjacent mel bins set to the window's mean."""
+    10 dB) and up to aug_freq_mask adjacent mel bins set to the window's mean. Voice augmentation
+    first (nwt.models.voice_aug, the presenter's one voice made many): frequency warp ± aug_mel_warp,
+    smooth EQ ± aug_mel_eq, a noise floor aug_mel_noise … 2 log-mel units below the peak."""
     groups = max(1, p.batch_size // p.anchors_per_clip)
     lengths = np.array([c.windows for c in clips], np.float64)
     mpf, w = dims.mels_per_frame, dims.window
@@ -136,6 +121,7 @@ def sample_batch(clips: list[SyncClip], p: TrainSyncParams, rng: np.random.Gener
         noise_sd = torch.tensor(p.aug_noise * rng.uniform(0, 1, b), dtype=torch.float32)
         noise = torch.from_numpy(rng.standard_normal(video.shape).astype(np.float32))
         video = (video + noise * noise_sd[:, None, None, None]).clamp(0, 255)
+    audio = augment_mel(audio, MelAugment(p.aug_mel_warp, p.aug_mel_eq, 0.0, p.aug_mel_noise), rng, sample_rate)
     audio += torch.tensor(p.aug_audio_gain * rng.uniform(-1, 1, b), dtype=torch.float32)[:, None, None]
     fm = p.aug_freq_mask
     if fm > 0:
@@ -185,130 +171,27 @@ def contrastive_loss(ev: torch.Tensor, ea: torch.Tensor, cid: torch.Tensor, star
     return loss, acc
 
 
-# ---------------------------------------------------------------- evaluation
-@torch.no_grad()
-def clip_window_embeddings(model: SyncExpert, clip: SyncClip, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every full window's video and audio embeddings, (W, D) each."""
-    d = model.dims
-    v = embed_windows(model.forward_video, clip.mouth, clip.windows, d.window, 1, batch_size)
-    a = embed_windows(model.forward_audio, clip.mel, clip.windows, d.window * d.mels_per_frame, d.mels_per_frame,
-                      batch_size)
-    return v, a
-
-
-def speech_windows(loudness: np.ndarray, n: int, window: int = 5) -> np.ndarray:
-    """(n,) bool: window t's loudest frame is within SPEECH_RANGE_DB of the clip's loudest frame."""
-    peak = np.array([loudness[t : t + window].max() for t in range(n)])
-    return peak >= loudness.max() - SPEECH_RANGE_DB / 20.0
-
-
-def pair_distances(v: torch.Tensor, a: torch.Tensor, rng: np.random.Generator, min_offset: int, max_offset: int):
-    """In-sync and off-sync (min_offset ≤ |k| ≤ max_offset, same clip) distances, one each per window
-    that has an off-sync partner inside the clip → (pos (N,), neg (N,), window index (N,))."""
-    n = v.shape[0]
-    pos, neg, idx = [], [], []
-    mags = np.arange(min_offset, max_offset + 1)
-    for t in range(n):
-        cands = [t + s * m for m in mags for s in (-1, 1) if 0 <= t + s * m < n]
-        if not cands:
-            continue
-        u = cands[int(rng.integers(0, len(cands)))]
-        pos.append(float((v[t] - a[t]).norm()))
-        neg.append(float((v[t] - a[u]).norm()))
-        idx.append(t)
-    return np.array(pos), np.array(neg), np.array(idx, np.int64)
-
-
-def best_threshold(pos: np.ndarray, neg: np.ndarray) -> float:
-    """The distance threshold (in-sync below it) with the best balanced accuracy."""
-    cands = np.unique(np.concatenate([pos, neg]))
-    if len(cands) == 0:
-        return 1.0
-    mids = np.concatenate([[cands[0] - 1e-6], (cands[:-1] + cands[1:]) / 2, [cands[-1] + 1e-6]])
-    pos_s, neg_s = np.sort(pos), np.sort(neg)
-    acc = 0.5 * (np.searchsorted(pos_s, mids) / max(1, len(pos)) + 1 - np.searchsorted(neg_s, mids) / max(1, len(neg)))
-    return float(mids[int(np.argmax(acc))])
-
-
-def balanced_accuracy(pos: np.ndarray, neg: np.ndarray, threshold: float) -> float:
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    return float(0.5 * ((pos < threshold).mean() + (neg >= threshold).mean()))
-
-
-@torch.no_grad()
-def evaluate_split(model: SyncExpert, clips: list[SyncClip], threshold: float, p: TrainSyncParams, seed: int) -> dict:
-    rng = np.random.default_rng([seed, 12345])
-    pos_all, neg_all, speech_all, rec, exact, lse_d, lse_c, offs = [], [], [], [], [], [], [], []
-    shifts = [k for k in range(-p.shift_range, p.shift_range + 1) if k != 0]
-    tol = p.recover_tolerance
-    for clip in clips:
-        v, a = clip_window_embeddings(model, clip, p.eval_batch_size)
-        pos, neg, idx = pair_distances(v, a, rng, p.min_offset, p.max_offset)
-        pos_all.append(pos)
-        neg_all.append(neg)
-        speech_all.append(speech_windows(clip.loudness, v.shape[0])[idx])
-        base = lse_from_embeddings(v[:-1], a[:-1], VSHIFT)  # windows 0 … T − 6, as syncnet_python
-        lse_d.append(base["lse_d"])
-        lse_c.append(base["lse_c"])
-        offs.append(base["av_offset_frames"])
-        for k in shifts:
-            if v.shape[0] - abs(k) - 1 < 1:
-                continue
-            got = shifted_lse(v, a, k, VSHIFT)["av_offset_frames"]
-            rec.append(abs(got - k) <= tol)
-            exact.append(got == k)
-    pos, neg = np.concatenate(pos_all or [np.zeros(0)]), np.concatenate(neg_all or [np.zeros(0)])
-    speech = np.concatenate(speech_all or [np.zeros(0, bool)])
-    nan = float("nan")
-    return dict(
-        accuracy=balanced_accuracy(pos, neg, threshold),
-        accuracy_speech=balanced_accuracy(pos[speech], neg[speech], threshold),
-        speech_share=float(speech.mean()) if len(speech) else nan,
-        offset_recovery_rate=float(np.mean(rec)) if rec else nan,
-        offset_exact_rate=float(np.mean(exact)) if exact else nan,
-        in_sync_offset_rate=float(np.mean(np.abs(offs) <= tol)) if offs else nan,
-        lse_d=float(np.mean(lse_d)) if lse_d else nan,
-        lse_c=float(np.mean(lse_c)) if lse_c else nan,
-        clips=len(clips),
-        pairs=int(len(pos)),
-        shift_trials=len(rec),
-    )
-
-
-@torch.no_grad()
-def train_threshold(model: SyncExpert, clips: list[SyncClip], p: TrainSyncParams, seed: int) -> tuple[float, float]:
-    rng = np.random.default_rng([seed, 54321])
-    pos_all, neg_all = [], []
-    for clip in clips:
-        v, a = clip_window_embeddings(model, clip, p.eval_batch_size)
-        pos, neg, _ = pair_distances(v, a, rng, p.min_offset, p.max_offset)
-        pos_all.append(pos)
-        neg_all.append(neg)
-    pos, neg = np.concatenate(pos_all), np.concatenate(neg_all)
-    thr = best_threshold(pos, neg)
-    return thr, balanced_accuracy(pos, neg, thr)
-
-
 # ---------------------------------------------------------------- entry point
-def sync_dims(p: TrainSyncParams) -> SyncDims:
-    """The SyncDims of a `train_sync` params section."""
+def sync_dims(p: TrainSyncParams, faces: FacesParams) -> SyncDims:
+    """The SyncDims of a `train_sync` params section; the mouth box follows the `faces` framing."""
+    rows, cols = sync_mouth_box(faces.face_scale, faces.centre_shift)
     return SyncDims(height=p.height, width=p.width, channels=p.channels, audio_channels=p.audio_channels,
-                    embed_dim=p.embed_dim, dropout=p.dropout)
+                    embed_dim=p.embed_dim, dropout=p.dropout, crop_rows=rows, crop_cols=cols)
 
 
 def train_sync(p: TrainSyncParams, timing: Timing, shard_dir: Path, ckpt_dir: Path, report_dir: Path, *,
-               stop_after: int | None = None) -> dict:
+               faces: FacesParams, stop_after: int | None = None) -> dict:
     """Train (or resume) the sync expert on `shard_dir`'s train split; write `ckpt_dir/sync.pt`;
     return {"val": {accuracy, offset_recovery_rate, …}, "test": …, "unseen": …, "train": {steps,
-    wall_s, accuracy, threshold, …}}. `stop_after` ends the run after that step without export
-    (simulates an interruption for tests). One process on the CPU (the model is small)."""
+    wall_s, accuracy, threshold, …}}. `faces`: the params the shards were framed with (they set
+    the mouth box). `stop_after` ends the run after that step without export (simulates an
+    interruption for tests). One process on the CPU (the model is small)."""
     t_begin = time.time()
     shard_dir = Path(shard_dir)
     train_paths = shard_paths(shard_dir, "train")
     if not train_paths:
         raise FileNotFoundError(f"no train shards (train-*.tar) in {shard_dir}")
-    dims = sync_dims(p)
+    dims = sync_dims(p, faces)  # the shards' framing sets the mouth box
     group = join_process_group("cpu", distributed=False)
     ckpt = Checkpoints(ckpt_dir, run_fingerprint("sync", as_dict(p), train_paths, CODE_MODULES,
                                                  dict(fps=timing.fps, sample_rate=timing.sample_rate),
@@ -342,36 +225,39 @@ def train_sync(p: TrainSyncParams, timing: Timing, shard_dir: Path, ckpt_dir: Pa
                          optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), dims=dims.to_dict())
     loop = StepLoop(p.steps, start, p.checkpoint_every, group, "train_sync", stop_after=stop_after,
                     save=lambda s, w: ckpt.save_last(s, w, state()))
-    _run_steps(p, model, bce_bias, optimizer, scheduler, train_clips, dims, loop, live, t_begin)
+    _run_steps(p, model, bce_bias, optimizer, scheduler, train_clips, dims, loop, live, t_begin, timing.sample_rate)
     if loop.interrupted:
         live.end()
         return {"train": {"steps": loop.step}}
     train_s = loop.loop_s
-    ckpt.export(SYNC_FILE, dict(dims=dims.to_dict(), state_dict=model.state_dict(), step=loop.step,
-                                timing=dict(fps=timing.fps, sample_rate=timing.sample_rate)))
     metrics, train_acc, threshold, eval_s = _evaluate(p, model, train_clips, dims, timing, shard_dir)
+    # the threshold travels with the weights: nwt.eval.judge scores other clips exactly as the splits here
+    ckpt.export(SYNC_FILE, dict(dims=dims.to_dict(), state_dict=model.state_dict(), step=loop.step,
+                                timing=dict(fps=timing.fps, sample_rate=timing.sample_rate), threshold=threshold))
     wall = time.time() - t_begin
     steps_here = loop.step - loop.start
     metrics["train"] = dict(steps=loop.step, wall_s=wall, accuracy=train_acc, threshold=threshold,
                             s_per_step=train_s / steps_here if steps_here else 0.0, eval_s=eval_s)
     for split in EVAL_SPLITS:
-        log_metrics(live, loop.step, {f"{split}/{k}": v for k, v in metrics.get(split, {}).items()}, plot=False)
+        log_metrics(live, loop.step, {f"{split}/{k}": v for k, v in metrics[split].items()
+                                      if isinstance(v, (int, float))}, plot=False)
     live.log_metric("train/wall_s", wall, plot=False)
     live.end()
-    v = metrics["val"]
+    v = {k: float("nan") if x is None else x for k, x in metrics["val"].items()}  # no val split: nan in the log
     log.info("sync: %d steps in %.0f s; val accuracy %.3f, offset recovery %.3f, LSE-D %.3f, LSE-C %.3f",
              loop.step, wall, v["accuracy"], v["offset_recovery_rate"], v.get("lse_d", float("nan")),
              v.get("lse_c", float("nan")))
+    metrics["warnings"] = report("train_sync", sync_warnings(train_acc, metrics["val"]["accuracy"]))
     return metrics
 
 
 def _run_steps(p: TrainSyncParams, model: SyncExpert, bce_bias, optimizer, scheduler, clips: list[SyncClip],
-               dims: SyncDims, loop: StepLoop, live, t_begin: float) -> None:
+               dims: SyncDims, loop: StepLoop, live, t_begin: float, sample_rate: int) -> None:
     acc_loss, acc_acc, acc_n = 0.0, 0.0, 0
     model.train()
     for step in loop:
         rng = np.random.default_rng([p.seed, step])
-        video, audio, cid, start = sample_batch(clips, p, rng, dims)
+        video, audio, cid, start = sample_batch(clips, p, rng, dims, sample_rate)
         loss, acc = contrastive_loss(model.forward_video(video), model.forward_audio(audio), cid, start,
                                      p.logit_scale, p.min_offset, p.bce_weight, bce_bias)
         optimizer.zero_grad(set_to_none=True)
@@ -409,7 +295,7 @@ def _evaluate(p: TrainSyncParams, model: SyncExpert, train_clips: list[SyncClip]
         clips = _load(paths, dims, timing)
         if clips:
             metrics[split] = evaluate_split(model, clips, threshold, p, p.seed)
-    if "val" not in metrics:
-        log.warning("no val clips: val metrics are NaN")
-        metrics["val"] = dict(accuracy=float("nan"), offset_recovery_rate=float("nan"))
+    for split in EVAL_SPLITS:  # a split this corpus lacks: null + why (never NaN)
+        if split not in metrics:
+            metrics[split] = dict(accuracy=None, offset_recovery_rate=None, reason=NO_SPLIT[split])
     return metrics, train_acc, threshold, time.time() - t_eval

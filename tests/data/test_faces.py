@@ -7,7 +7,8 @@ from nwt.geometry import crop_frame, crop_window
 from nwt.params import FacesParams, with_changes
 
 # the values these tests' numbers are worked out for, whatever params.yaml says
-CFG = with_changes(repo_section("faces", FacesParams), min_face_px=40, face_scale=2.0, smooth_s=0.5, max_motion=1.0)
+CFG = with_changes(repo_section("faces", FacesParams), min_face_px=40, face_scale=2.0, centre_shift=0.19, smooth_s=0.5,
+                   max_motion=1.0)
 
 
 def _boxes(*boxes):
@@ -23,6 +24,15 @@ def test_steady_face_is_kept_and_misses_are_interpolated():
     np.testing.assert_allclose(tr.crop[:, 2], 120.0)  # face_scale × face height, missing sample filled
     x0, y0, w, h = crop_window(tr.crop[20])
     assert abs(w / h - CROP_W / CROP_H) < 1e-9
+    np.testing.assert_allclose(tr.crop[:, :2], [[130.0, 110.0 + 0.19 * 60]] * 50)  # centre_shift face heights lower
+
+
+def test_the_framing_params_move_and_scale_the_crop():
+    """centre_shift lowers the crop centre by that many face heights, face_scale sets its height."""
+    sampled = list(range(0, 50, 5))
+    boxes = [_boxes([100, 80, 60, 60])] * len(sampled)
+    wide = track_shot(50, sampled, boxes, with_changes(CFG, face_scale=4.5, centre_shift=1.2), fps=25)
+    np.testing.assert_allclose(wide.crop[0], [130.0, 110.0 + 1.2 * 60, 4.5 * 60])
 
 
 def test_rejections_have_reasons():

@@ -128,3 +128,20 @@ def test_lwt_profile_lengths_give_the_paper_mean():
                           seg["min_pause_s"], seg["max_gap_s"])
         lengths += [c.end_s - c.start_s for c in clips if c.status == "kept"]
     assert abs(np.mean(lengths) - 7.46) < 0.3, np.mean(lengths)
+
+
+def test_auto_picks_a_method_per_episode():
+    from conftest import repo_section
+
+    from nwt.data.segment import episode_method
+    from nwt.params import SegmentParams, with_changes
+
+    cfg = repo_section("segment", SegmentParams)
+    truth = {"sentences": [{"text": "Hello there.", "start_s": 0.2, "end_s": 1.0}]}
+    auto = with_changes(cfg, backend="auto", no_transcript="recognize")
+    assert episode_method(auto, truth) == "align"
+    assert episode_method(auto, None) == episode_method(auto, {"sentences": []}) == "recognize"
+    assert episode_method(with_changes(auto, no_transcript="vad"), None) == "vad"
+    assert episode_method(with_changes(cfg, backend="pocketsphinx", no_transcript="recognize"), None) == "vad"
+    assert episode_method(with_changes(cfg, backend="silero"), truth) == "vad"
+    assert episode_method(with_changes(cfg, backend="whisperx"), None) == "whisperx"

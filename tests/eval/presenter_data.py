@@ -18,6 +18,7 @@ from conftest import syllable_envelope
 from nwt.checkpoint import save_checkpoint
 from nwt.constants import Timing
 from nwt.data.synthetic import presenter as pr
+from nwt.geometry import sync_mouth_box
 from nwt.models.sync_expert import SyncDims, SyncExpert
 from nwt.params import EvaluateParams, build
 
@@ -27,10 +28,14 @@ CROP_H, CROP_W = 256, 224
 # by overlaying a real test crop of the pipeline (face ellipse ≈ 0.56 of the crop height)
 SPRITE_CENTRE_ROW = 106
 SPRITE_SCALE = 0.6
-TINY_SYNC = dict(channels=4, audio_channels=8, embed_dim=16, height=24, width=28, dropout=0.0)
+# the sync expert's mouth box at params.yaml's framing
+SYNC_ROWS, SYNC_COLS = sync_mouth_box(2.0, 0.19)
+TINY_SYNC = dict(channels=4, audio_channels=8, embed_dim=16, height=24, width=28, dropout=0.0,
+                 crop_rows=SYNC_ROWS, crop_cols=SYNC_COLS)
 # an evaluate params section as params.yaml has it (no FID / FVD weights named)
 EVALUATE = dict(samples=3, control_clips=2, syncnet_weights="", fid_weights="", fid_frame_stride=5, fvd_weights="",
-                temperature=0.8, top_k=0, top_p=1.0, guidance=5.0, seed=0, codec_anchor_crf=41)
+                temperature=0.8, top_k=0, top_p=1.0, guidance=5.0, seed=0, codec_anchor_crf=41,
+                seeds=3, real_speech_dir="")
 
 
 def evaluate_params(**changes) -> EvaluateParams:

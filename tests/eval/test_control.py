@@ -4,7 +4,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from nwt.eval.control import control_accuracy, episode_control, nearest_episode, real_region_stats, region_stats
+from nwt.eval.control import (
+    control_accuracy,
+    control_summary,
+    episode_control,
+    nearest_episode,
+    real_region_stats,
+    region_stats,
+)
 from nwt.params import SamplingParams
 
 LOOKS = {"red_blue": ((200, 30, 30), (30, 30, 200)), "green_yellow": ((30, 200, 30), (220, 220, 40))}
@@ -51,8 +58,8 @@ class StandIn:
     def __init__(self, obeys: bool):
         self.obeys, self.decoded_with = obeys, set()
 
-    def from_audio(self, audio, episode_id, *, sampling, seed, decode_episode="?"):
-        assert sampling == SAMPLING
+    def from_audio(self, audio, episode_id, *, sampling, seed, decode_episode="?", prime=True):
+        assert sampling == SAMPLING and prime is False  # control measures the prior alone
         self.decoded_with.add(decode_episode)
         look = episode_id if self.obeys else "red_blue"
         return SimpleNamespace(frames=frames(look, n=2, seed=seed))
@@ -70,5 +77,12 @@ def test_episode_control_with_a_stand_in_generator():
     bad = StandIn(False)
     assert episode_control(bad, audios, refs, SAMPLING, seed=0, decode_episode="red_blue")["accuracy"] == 0.5  # chance
     assert bad.decoded_with == {"red_blue"}
-    with pytest.raises(ValueError, match="two episodes"):
-        episode_control(good, audios, {"red_blue": refs["red_blue"]}, SAMPLING, seed=0)
+    # too few episodes or no audio: null + reason, nothing generated (a one-video corpus runs to the end)
+    calls = len(good.decoded_with)
+    one = episode_control(good, audios, {"red_blue": refs["red_blue"]}, SAMPLING, seed=0)
+    assert one["accuracy"] is None and one["generations"] == 0 and "two trained episodes" in one["reason"]
+    assert control_summary(one) == {"accuracy": None, "generations": 0, "reason": one["reason"]}
+    silent = episode_control(good, [], refs, SAMPLING, seed=0)
+    assert silent["accuracy"] is None and "no test audio" in silent["reason"]
+    assert len(good.decoded_with) == calls
+    assert control_summary(out) == {"accuracy": 1.0, "generations": 6}

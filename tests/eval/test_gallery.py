@@ -50,3 +50,15 @@ def test_gallery_plays_in_headless_chromium(tmp_path):
     assert total and int(total.group(1)) == 2, dom[-2000:]
     assert "data-video-error" not in dom, dom[-2000:]
     assert ready and int(ready.group(1)) == 2, dom[-2000:]
+
+
+def test_nested_metrics_get_dotted_rows_and_images_show(tmp_path):
+    metrics = dict(METRICS, voices={"unseen": {"lse_c": 0.4, "per_voice": {"f4": {"lse_c": 0.35}}}, "real": {}})
+    rows = dict(metric_rows(metrics))
+    assert rows["voices.unseen.lse_c"] == ["0.4", "", ""] and rows["voices.unseen.per_voice.f4.lse_c"][0] == "0.35"
+    assert rows["gen_vs_gt.lse_c_ratio"][0] == "0.8" and "voices.real" not in rows
+    page = tmp_path / "index.html"
+    write_gallery(page, [], metrics, images=[dict(src="evaluate/contact_sheet_real_vs_own.png", caption="real | own")])
+    text = page.read_text()
+    assert '<img src="evaluate/contact_sheet_real_vs_own.png" alt="real | own">' in text
+    assert "<th>voices.unseen.per_voice.f4.lse_c</th><td>0.35</td>" in text

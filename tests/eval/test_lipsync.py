@@ -116,10 +116,10 @@ def test_official_syncnet_loads_saved_state_dict_and_scores(tmp_path):
     state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
     path = tmp_path / "syncnet_v2.model"
     torch.save(state, path)
-    with pytest.raises(ValueError, match="face_scale"):
-        load_scorer(path)
-    model, timing = load_scorer(path, face_scale=2.0)
-    assert (timing.fps, timing.sample_rate) == (25, 16000) and model.face_scale == 2.0
+    with pytest.raises(ValueError, match="face_scale and centre_shift"):
+        load_scorer(path, face_scale=2.0)
+    model, timing = load_scorer(path, face_scale=2.0, centre_shift=0.19)
+    assert (timing.fps, timing.sample_rate) == (25, 16000) and (model.face_scale, model.centre_shift) == (2.0, 0.19)
     for k, v in state.items():
         torch.testing.assert_close(model.net.state_dict()[k], v)
     rng = np.random.default_rng(1)
@@ -134,11 +134,11 @@ def test_official_syncnet_loads_saved_state_dict_and_scores(tmp_path):
 
 def test_official_loader_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="syncnet_v2.model"):
-        load_official_syncnet(tmp_path / "missing.model", 2.0)
+        load_official_syncnet(tmp_path / "missing.model", 2.0, 0.19)
     bad = tmp_path / "bad.model"
     torch.save({"netcnnaud.0.weight": torch.zeros(1)}, bad)
     with pytest.raises(RuntimeError, match="size mismatch"):
-        load_official_syncnet(bad, 2.0)
+        load_official_syncnet(bad, 2.0, 0.19)
     other = tmp_path / "other.pt"
     torch.save({"x": torch.zeros(1)}, other)
     with pytest.raises(ValueError, match="neither"):

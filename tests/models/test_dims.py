@@ -8,6 +8,7 @@ import torch
 
 from nwt.checkpoint import save_checkpoint
 from nwt.constants import CROP_H, CROP_W, MELS_PER_FRAME, N_MELS
+from nwt.geometry import sync_mouth_box
 from nwt.models.audio_encoder import MLP_RATIO
 from nwt.models.dims import DimsError
 from nwt.models.dvae import DVAE, DVAEDims, migrate_dvae_dims
@@ -120,18 +121,29 @@ SYNC_FIRST = dict(window=5, mels_per_frame=4, n_mels=80, crop_rows=[0.375, 0.75]
 
 def test_sync_dims_drop_the_fixed_values():
     dims = SyncDims.from_checkpoint(SYNC_FIRST)
-    assert dims == SyncDims(height=32, width=40, channels=16, audio_channels=64, embed_dim=64, dropout=0.1)
+    assert dims == SyncDims(height=32, width=40, channels=16, audio_channels=64, embed_dim=64, dropout=0.1,
+                            crop_rows=MOUTH_BOX_ROWS, crop_cols=MOUTH_BOX_COLS)
     assert set(migrate_sync_dims(SYNC_FIRST)) == {f.name for f in dataclasses.fields(SyncDims)}
     assert (dims.window, dims.mels_per_frame, dims.n_mels) == (SYNC_WINDOW, MELS_PER_FRAME, N_MELS)
     assert (dims.crop_rows, dims.crop_cols, dims.audio_frames) == (MOUTH_BOX_ROWS, MOUTH_BOX_COLS, 20)
     assert SyncDims.from_checkpoint(dims.to_dict()) == dims
 
 
-@pytest.mark.parametrize("key, value", [("window", 7), ("mels_per_frame", 2), ("n_mels", 40),
-                                        ("crop_rows", [0.4, 0.8]), ("crop_cols", (0.2, 0.75))])
+@pytest.mark.parametrize("key, value", [("window", 7), ("mels_per_frame", 2), ("n_mels", 40)])
 def test_sync_dims_with_another_fixed_value_are_an_error(key, value):
     with pytest.raises(DimsError, match=f"{key}=.*fixed at"):
         SyncDims.from_checkpoint({**SYNC_FIRST, key: value})
+
+
+def test_sync_dims_box_of_each_layout():
+    """The first layout saved the box, the next had it constant (no key: the constant box), today's
+    saves the box it was trained with (it follows the framing)."""
+    middle = {k: v for k, v in SYNC_FIRST.items() if k not in ("window", "mels_per_frame", "n_mels",
+                                                                   "crop_rows", "crop_cols")}
+    assert SyncDims.from_checkpoint(middle) == SyncDims.from_checkpoint(SYNC_FIRST)
+    assert SyncDims.from_checkpoint(middle).crop_rows == MOUTH_BOX_ROWS == sync_mouth_box(2.0, 0.19)[0]
+    moved = SyncDims.from_checkpoint({**SYNC_FIRST, "crop_rows": [0.4, 0.8], "crop_cols": (0.2, 0.75)})
+    assert (moved.crop_rows, moved.crop_cols) == ((0.4, 0.8), (0.2, 0.75))
 
 
 def test_load_sync_expert_reads_the_old_layout(tmp_path):

@@ -4,11 +4,14 @@ import pytest
 import torch
 
 from nwt.checkpoint import save_checkpoint
+from nwt.geometry import sync_mouth_box
 from nwt.models.sync_expert import SyncDims, SyncExpert, load_sync_expert, mouth_crops
 
 torch.set_num_threads(1)
 
-TINY = dict(channels=4, audio_channels=8, embed_dim=16, height=24, width=28, dropout=0.1)
+ROWS, COLS = sync_mouth_box(2.0, 0.19)  # params.yaml's framing
+TINY = dict(channels=4, audio_channels=8, embed_dim=16, height=24, width=28, dropout=0.1, crop_rows=ROWS,
+            crop_cols=COLS)
 
 
 def tiny() -> SyncExpert:
@@ -46,6 +49,23 @@ def test_mouth_box_is_where_the_dark_mouth_is():
     frames[0, 125:150, 90:135] = 20  # a dark mouth at rows ≈0.49–0.59, columns ≈0.40–0.60
     crop = mouth_crops(frames, SyncDims(**{**TINY, "height": 48, "width": 56}))[0].astype(float)
     assert crop.min() < 40 and crop.max() > 190  # mouth and skin both inside the box
+
+
+def test_mouth_box_follows_the_framing():
+    """A wider framing (smaller face, lower in the crop) moves the box to where the mouth is."""
+    rows, cols = sync_mouth_box(4.0, 1.2)  # face box rows 0.075–0.325 of the crop
+    frames = np.full((1, 256, 224, 3), 200, np.uint8)
+    frames[0, 62:74, 101:123] = 20  # the mouth 0.27 face heights below the face centre
+    wide = SyncDims(**{**TINY, "height": 48, "width": 56, "crop_rows": rows, "crop_cols": cols})
+    crop = mouth_crops(frames, wide)[0].astype(float)
+    assert crop.min() < 40 and crop.max() > 190
+    default = SyncDims(**{**TINY, "height": 48, "width": 56})
+    assert mouth_crops(frames, default)[0].min() > 190  # the default framing's box misses it
+
+
+def test_dims_reject_a_box_outside_the_crop():
+    with pytest.raises(ValueError, match="crop_rows must be fractions"):
+        SyncDims(**{**TINY, "crop_rows": (0.6, 0.4)})
 
 
 def test_dims_roundtrip_and_unknown_keys():

@@ -4,6 +4,7 @@ import os
 import socket
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -242,3 +243,35 @@ def test_decoder_phase_ema_decay_sets_how_far_the_exported_decoder_lags(shards, 
 def test_ema_decay_outside_unit_interval_is_refused(shards, tmp_path, key, bad):
     with pytest.raises(ParamsError, match=f"train_dvae.{key} must be in"):
         tiny(**{key: bad})
+
+
+def test_learning_figures_and_warnings(shards, tmp_path):
+    out = _run(shards, tmp_path)
+    val = out["val"]
+    # the still-picture baseline: each val clip's own mean frame (a moving square on a flat colour)
+    assert 5 < val["mean_frame_psnr_db"] < 40 and isinstance(out["train"]["psnr_db"], float)
+    assert out["train"]["psnr_frames"] == 12  # every 5th of 6 × 10 train frames
+    assert isinstance(out["warnings"], list) and all(isinstance(w, str) for w in out["warnings"])
+    assert any("still picture" in w for w in out["warnings"])  # 8 steps learn less than the mean frame
+
+
+def test_train_only_corpus_writes_every_output_with_nulls_and_reasons(tmp_path):
+    """One episode with too few clips for val/test and no second episode for unseen (issue 20)."""
+    root = tmp_path / "shards"
+    with ShardWriter(root, "train") as w:
+        for c in range(3):
+            _write(w, 0, c, "train")
+    out = train_dvae(tiny(), TIMING, root, tmp_path / "ckpt", tmp_path / "report", EPISODES[:1], [])
+    assert out["val"]["psnr_db"] is None and "no val clips" in out["val"]["reason"]
+    assert out["unseen"]["psnr_db"] is None and "no unseen episode" in out["unseen"]["reason"]
+    for png in ("recon_grid.png", "recon_grid_unseen.png"):  # declared DVC outputs: labelled placeholders
+        img = cv2.imread(str(tmp_path / "report" / png))
+        assert img is not None and img.shape == (256, 448, 3) and img.std() > 0
+    assert out["train"]["psnr_db"] is not None
+    assert out["warnings"] == ["dVAE: no val PSNR (no val clips), so whether it learned was not checked"]
+    assert json.loads(json.dumps(out, allow_nan=False))  # strict JSON: no NaN anywhere
+
+
+def test_no_train_shards_says_what_is_needed(tmp_path):
+    with pytest.raises(FileNotFoundError, match="at least one train clip"):
+        train_dvae(tiny(), TIMING, tmp_path, tmp_path / "ckpt", tmp_path / "report", EPISODES, [])

@@ -78,6 +78,7 @@ def test_learns_to_listen(tokens, tmp_path):
     assert val["nll_shuffled_audio_bits_per_code"] > val["nll_bits_per_code"] + 0.5, val
     assert val["code_accuracy"] > 0.8, val
     assert 0 <= val["kl"] < 20, val  # the style posterior's KL per window (nats), in the ELBO above
+    assert m["warnings"] == []  # it listens: no learning-failure warning
     # the exported prior rebuilds from the file alone and samples what the audio says
     model, meta = load_prior(tmp_path / "ckpt" / "prior.pt", "cpu")
     assert meta["episode_ids"] == EPISODES and meta["step"] == 150 and meta["timing"]["fps"] == 25
@@ -253,3 +254,18 @@ def test_prior_dims_reads_the_params_section_and_gives_guidance_input_with_audio
     dims = prior_dims(tiny(layers=3, audio_dropout=0.1), **data)
     assert dims.layers == 3 and dims.null_audio and (dims.grid_h, dims.num_codes, dims.n_episodes) == (4, 16, 3)
     assert not prior_dims(tiny(audio_dropout=0.0), **data).null_audio
+
+
+def test_no_val_clips_gives_nulls_a_reason_and_a_warning(tmp_path):
+    """A corpus too small for a val block (issue 20): null figures + why, never NaN."""
+    tokens = write_tokens(tmp_path / "tokens", dict(train=4))
+    m = run(tokens, tmp_path, steps=2)
+    assert m["val"]["nll_bits_per_code"] is None and "no val clips" in m["val"]["reason"]
+    assert m["warnings"] == ["prior: no val NLL (no val clips), so whether it learned was not checked"]
+    assert (tmp_path / "ckpt" / "prior.pt").exists()
+
+
+def test_no_train_clips_says_what_is_needed(tmp_path):
+    tokens = write_tokens(tmp_path / "tokens", dict(val=2))
+    with pytest.raises(FileNotFoundError, match="at least one train clip"):
+        run(tokens, tmp_path)

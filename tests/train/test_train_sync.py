@@ -61,7 +61,8 @@ def tiny(**changes) -> TrainSyncParams:
 
 def run(shards, root, **kw):
     stop_after = kw.pop("stop_after", None)
-    return train_sync(tiny(**kw), TIMING, shards, root / "ckpt", root / "report", stop_after=stop_after)
+    return train_sync(tiny(**kw), TIMING, shards, root / "ckpt", root / "report", faces=PARAMS.faces,
+                      stop_after=stop_after)
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +78,14 @@ def test_learns_sync_well_above_chance(full_run):
     assert metrics["val"]["offset_recovery_rate"] > 0.6, metrics  # chance: ≈3 / 31
     assert metrics["val"]["shift_trials"] == 3 * 12
     assert np.isfinite(metrics["val"]["lse_d"]) and metrics["val"]["lse_c"] > 0
+    assert metrics["warnings"] == [], metrics["warnings"]  # it learned: no warning
+    assert metrics["test"]["accuracy"] is None and "no test clips" in metrics["test"]["reason"]
 
 
 def test_exports_a_self_describing_checkpoint(full_run):
     root, _ = full_run
     ckpt = torch.load(root / "ckpt" / "sync.pt", weights_only=True)
-    assert set(ckpt) == {"dims", "state_dict", "fingerprint", "step", "timing"}
+    assert set(ckpt) == {"dims", "state_dict", "fingerprint", "step", "timing", "threshold"}
     assert ckpt["step"] == 60 and ckpt["timing"] == dict(fps=25, sample_rate=16000)
     model, timing = load_sync_expert(root / "ckpt" / "sync.pt")
     assert model.dims.height == 24 and timing.samples_per_frame == SPF
@@ -137,7 +140,7 @@ def test_blur_augmentation_blurs_each_window_by_its_own_sigma():
 def test_sample_batch_degrades_mouth_windows_only_when_asked():
     """aug_blur_sigma / aug_noise change the video windows of a batch (drawn from the same clips
     and positions); at 0 the windows are the stored crops."""
-    dims = sync_dims(with_changes(PARAMS.train_sync, height=32, width=40))
+    dims = sync_dims(with_changes(PARAMS.train_sync, height=32, width=40), PARAMS.faces)
     gen = np.random.default_rng(1)
     t = 40
     clips = [SyncClip(f"c{i}", torch.from_numpy(gen.integers(0, 256, (t, 32, 40), dtype=np.uint8)),
@@ -146,7 +149,7 @@ def test_sample_batch_degrades_mouth_windows_only_when_asked():
 
     def video(**aug):
         p = with_changes(PARAMS.train_sync, **base, **aug)
-        v, _, cid, start = sample_batch(clips, p, np.random.default_rng(0), dims)
+        v, _, cid, start = sample_batch(clips, p, np.random.default_rng(0), dims, TIMING.sample_rate)
         stored = torch.stack([clips[c].mouth[s : s + 5] for c, s in zip(cid.tolist(), start.tolist())]).float()
         return v, stored
 
@@ -157,3 +160,12 @@ def test_sample_batch_degrades_mouth_windows_only_when_asked():
     noisy, stored = video(aug_blur_sigma=0.0, aug_noise=8.0)
     diff = noisy - stored
     assert 0 < diff.abs().mean() and diff.std() < 8.0 and noisy.min() >= 0 and noisy.max() <= 255
+
+
+def test_no_val_test_or_unseen_gives_nulls_reasons_and_a_warning(tmp_path):
+    """A train-only corpus (one short episode, issue 20): every split null + why, never NaN."""
+    root = write_shards(tmp_path / "shards", dict(train=4))
+    m = run(root, tmp_path, steps=2)
+    for split in ("val", "test", "unseen"):
+        assert m[split]["accuracy"] is None and f"no {split}" in m[split]["reason"]
+    assert m["warnings"] == ["sync expert: no val figure (no val clips), so whether it learned was not checked"]
