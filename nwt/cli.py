@@ -66,20 +66,14 @@ def generation_jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
 def _load_generator(args: argparse.Namespace):
     """(Generator, sampling) of the model the resolution order picks (nwt.store.resolve)."""
-    from nwt.bundle import load_bundle
-    from nwt.generate import Generator
-    from nwt.store import checkout_references, resolve
+    from nwt.store import resolve
 
     choice = resolve(args.model, args.dvae, args.prior)
     print(f"nwt generate: model {choice.describe()}", file=sys.stderr)
-    if choice.bundle is not None:
-        bundle = load_bundle(choice.bundle)
-        sampling = sampling_from(args, defaults=bundle.sampling)
-        return bundle.generator(args.device), sampling
-    sampling = sampling_from(args)
-    gen = Generator(choice.dvae, choice.prior, args.device)
-    gen.references = checkout_references(gen)  # the primers `nwt export` would put in a bundle
-    return gen, sampling
+    # checkpoints: the flags' defaults come from params.yaml, checked before the models load
+    sampling = sampling_from(args) if choice.bundle is None else None
+    gen, bundle = choice.generator(args.device)
+    return gen, sampling if bundle is None else sampling_from(args, defaults=bundle.sampling)
 
 
 class _Progress:

@@ -140,17 +140,24 @@ class ModelChoice:
         """(the Generator, its sampling defaults, the bundle it came from or None): a bundle's own
         defaults, or for a checkout's checkpoints the evaluate section of the params.yaml here
         (FileNotFoundError without one: the library and the web page have no flags to fill in)."""
+        if self.bundle is None and not PARAMS_FILE.is_file():
+            raise FileNotFoundError(f"no {PARAMS_FILE} here ({Path.cwd()}) for the sampling defaults of "
+                                    f"{self.describe()}: work in the nwt checkout, or use a model bundle")
+        gen, bundle = self.generator(device)
+        sampling = bundle.sampling if bundle is not None else load_params(PARAMS_FILE).evaluate.sampling
+        return gen, sampling, bundle
+
+    def generator(self, device: str = "cpu") -> tuple[Generator, Bundle | None]:
+        """(the Generator, the bundle it came from or None): a bundle's, or the checkpoints' with
+        the reference frames of the checkout's data/shards (`checkout_references`) as primers."""
         from nwt.generate import Generator
 
         if self.bundle is not None:
             bundle = load_bundle(self.bundle)
-            return bundle.generator(device), bundle.sampling, bundle
-        if not PARAMS_FILE.is_file():
-            raise FileNotFoundError(f"no {PARAMS_FILE} here ({Path.cwd()}) for the sampling defaults of "
-                                    f"{self.describe()}: work in the nwt checkout, or use a model bundle")
+            return bundle.generator(device), bundle
         gen = Generator(self.dvae, self.prior, device)
         gen.references = checkout_references(gen)
-        return gen, load_params(PARAMS_FILE).evaluate.sampling, None
+        return gen, None
 
 
 def checkout_references(gen: Generator) -> dict:
