@@ -38,7 +38,7 @@ import torch
 import nwt
 from nwt.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from nwt.constants import Timing
-from nwt.params import Params, SamplingParams, as_dict, build
+from nwt.params import WHOLE_FRAME, Params, SamplingParams, as_dict, build
 
 FORMAT = "nwt-bundle"
 FORMAT_VERSION = 1
@@ -55,7 +55,8 @@ class Bundle:
 
     @property
     def sampling(self) -> SamplingParams:
-        return build(SamplingParams, dict(self.payload["sampling"]), "the bundle's sampling")
+        # a bundle from before guidance_box guided the whole frame, as it was evaluated
+        return build(SamplingParams, {"guidance_box": WHOLE_FRAME, **self.payload["sampling"]}, "the bundle's sampling")
 
     @property
     def timing(self) -> Timing:
@@ -146,6 +147,8 @@ def build_bundle(dvae_path: str | os.PathLike, prior_path: str | os.PathLike, pa
     """The bundle of two checkpoints: sampling defaults from `params.evaluate`, a reference frame
     per episode from the shards in `shards` (none when None or missing), checked by building a
     Generator of it (prior and dVAE must fit each other)."""
+    from nwt.generate import default_sampling
+
     for path, stage in ((dvae_path, "train_dvae"), (prior_path, "train_prior")):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path} not found: run `dvc repro {stage}` in the nwt checkout first, "
@@ -159,7 +162,7 @@ def build_bundle(dvae_path: str | os.PathLike, prior_path: str | os.PathLike, pa
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "dvae": dvae, "prior": prior,
         "episodes": {"ids": ids, "unseen_ids": unseen, "reference_ids": list(refs), "reference_frames": frames},
-        "sampling": as_dict(params.evaluate.sampling),
+        "sampling": as_dict(default_sampling(params)),
         "timing": {"fps": timing.fps, "sample_rate": timing.sample_rate},
         "provenance": {
             "nwt_version": nwt.__version__,

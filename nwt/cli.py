@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nwt import __version__
 from nwt.constants import DVAE_MODEL, PRIOR_MODEL
-from nwt.params import PARAMS_FILE, SamplingParams, load_params
+from nwt.params import PARAMS_FILE, WHOLE_FRAME, SamplingParams, guidance_where, load_params
 
 # the sampling flags of `nwt generate` and their params.yaml keys (section evaluate)
 SAMPLING_FLAGS = {"temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p", "guidance": "--guidance"}
@@ -30,14 +30,18 @@ def sampling_from(args: argparse.Namespace, params_file: Path = PARAMS_FILE,
     `dvc repro` are too); without either, the flags not given are an error that names them."""
     given = {key: getattr(args, key) for key in SAMPLING_FLAGS}
     missing = [key for key, value in given.items() if value is None]
+    if defaults is None and Path(params_file).is_file():
+        from nwt.generate import default_sampling
+
+        defaults = default_sampling(load_params(params_file))
     if missing and defaults is None:
-        if not Path(params_file).is_file():
-            flags = ", ".join(SAMPLING_FLAGS[k] for k in missing)
-            raise ValueError(f"no {params_file} here ({Path.cwd()}) to take the sampling defaults from: "
-                             f"pass {flags}, or run nwt generate in the nwt checkout, or use a model bundle (--model)")
-        defaults = load_params(params_file).evaluate.sampling
+        flags = ", ".join(SAMPLING_FLAGS[k] for k in missing)
+        raise ValueError(f"no {params_file} here ({Path.cwd()}) to take the sampling defaults from: "
+                         f"pass {flags}, or run nwt generate in the nwt checkout, or use a model bundle (--model)")
     given.update({key: getattr(defaults, key) for key in missing})
-    return SamplingParams(**given)
+    # where guidance acts is no flag: the bundle's or params.yaml's (the models' framing); with
+    # neither (checkpoints outside a checkout, every flag given) that framing is unknown: everywhere
+    return SamplingParams(**given, guidance_box=defaults.guidance_box if defaults is not None else WHOLE_FRAME)
 
 
 def generation_jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
@@ -211,7 +215,8 @@ def _model_info(spec: str, looks: Path | None) -> None:
     print(f"created {p.get('created')} by nwt {p.get('nwt_version')} from {p.get('source')}")
     print(f"dvae {p.get('dvae_fingerprint')}, prior {p.get('prior_fingerprint')}, params {p.get('params_hash')}")
     print(f"timing: {t.fps} fps, {t.sample_rate} Hz")
-    print(f"sampling defaults: temperature {s.temperature}, top-k {s.top_k}, top-p {s.top_p}, guidance {s.guidance}")
+    print(f"sampling defaults: temperature {s.temperature}, top-k {s.top_k}, top-p {s.top_p}, guidance {s.guidance} "
+          f"({guidance_where(s.guidance_box)})")
     print(f"episodes (--episode ID): {', '.join(bundle.episode_ids) or '-'}")
     print(f"  held out in training (the <unk> look): {', '.join(bundle.unseen_ids) or '-'}")
     n_refs = len(bundle.payload["episodes"]["reference_ids"])
@@ -322,6 +327,7 @@ def _add_sampling_flags(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--guidance", type=float, default=None, metavar="G",
                      help="classifier-free guidance by the audio: sample from uncond + G × (cond − uncond), the "
                           "prior's predictions without and with the audio; higher follows the speech more closely "
+                          "(on the mouth box of the model's framing, evaluate.guidance_region; unguided elsewhere) "
                           f"(1 = off; {default.format('guidance')} for a prior trained with prior.audio_dropout > 0, "
                           "else 1)")
     gen.add_argument("--top-k", type=int, default=None,

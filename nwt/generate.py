@@ -12,7 +12,7 @@ pipes those chunks straight into ffmpeg, so a 2-minute clip never holds more tha
 frames. `from_audio` collects everything in memory (short clips: evaluate, tests).
 
 How the prior samples (temperature, top-k, top-p, guidance) is a `nwt.params.SamplingParams`,
-which callers take from params.yaml (`load_params().evaluate.sampling`) or, for a model bundle,
+which callers take from params.yaml (`default_sampling(load_params())`) or, for a model bundle,
 from the bundle (`Generator.sampling_defaults`): nothing here has a default of its own.
 
 The first frame: given a reference frame of the episode (`Generator.references`: a bundle's, or
@@ -39,8 +39,9 @@ import torch
 import nwt
 from nwt.constants import CROP_H, CROP_W, DVAE_MODEL, MELS_PER_FRAME, PRIOR_MODEL, Timing
 from nwt.data.media import MediaError, VideoWriter, read_audio
+from nwt.geometry import sync_mouth_box
 from nwt.models.audio_features import LOG_FLOOR, mel_filterbank
-from nwt.params import SamplingParams
+from nwt.params import WHOLE_FRAME, Params, SamplingParams
 
 MIN_AUDIO_S = 0.2
 SILENCE_RMS = 1e-4  # below this the input carries no speech to animate
@@ -113,6 +114,34 @@ def centre_crop_resize(frame: np.ndarray, height: int = CROP_H, width: int = CRO
         return np.ascontiguousarray(crop)
     return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
 
+
+
+def default_sampling(params: Params) -> SamplingParams:
+    """How the prior draws codes by default (`evaluate`'s temperature, top-k, top-p, guidance),
+    guidance acting where `evaluate.guidance_region` says: `mouth` = the sync expert's mouth box
+    of the `faces` framing (nwt.geometry.sync_mouth_box), `frame` = everywhere."""
+    e = params.evaluate
+    if e.guidance_region == "mouth":
+        (r0, r1), (c0, c1) = sync_mouth_box(params.faces.face_scale, params.faces.centre_shift)
+        box = (r0, r1, c0, c1)
+    else:
+        box = WHOLE_FRAME
+    return SamplingParams(e.temperature, e.top_k, e.top_p, e.guidance, box)
+
+
+def guidance_map(box: tuple[float, ...], dims) -> torch.Tensor | None:
+    """A SamplingParams.guidance_box (row0, row1, col0, col1 crop fractions) → the prior's
+    (H', W') guidance map: 1 on the grid cells the box touches, 0 elsewhere (None for the whole
+    frame: guidance everywhere, as a scalar)."""
+    if tuple(box) == WHOLE_FRAME:
+        return None
+    r0, r1, c0, c1 = box
+    if not (0 <= r0 < r1 <= 1 and 0 <= c0 < c1 <= 1):
+        raise ValueError(f"guidance_box {tuple(box)} is not a box inside the frame (row0 < row1, col0 < col1, in 0…1)")
+    m = torch.zeros(dims.grid_h, dims.grid_w)
+    m[int(np.floor(r0 * dims.grid_h)) : int(np.ceil(r1 * dims.grid_h)),
+      int(np.floor(c0 * dims.grid_w)) : int(np.ceil(c1 * dims.grid_w))] = 1.0
+    return m
 
 class Generator:
     """Trained dVAE + prior, loaded once, for any number of generations."""
@@ -283,6 +312,7 @@ class Generator:
         codes_iter = self.prior.sample_iter(mel, mel.n_frames, episode_index=index, temperature=sampling.temperature,
                                             top_k=sampling.top_k, top_p=sampling.top_p, seed=seed, style=style,
                                             guidance=sampling.guidance,
+                                            guidance_map=guidance_map(sampling.guidance_box, self.prior.dims),
                                             prime=None if primer is None else torch.from_numpy(primer.astype(np.int64)))
         pending: list[torch.Tensor] = []
         for t, codes in enumerate(codes_iter, start=1):

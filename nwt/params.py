@@ -213,6 +213,8 @@ class PriorParams:
     aug_mel_eq: float
     aug_mel_gain: float
     aug_mel_noise: float
+    aug_reverb: float
+    aug_tempo: float
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,20 @@ class SamplingParams:
     top_k: int
     top_p: float
     guidance: float
+    # where guidance acts, crop fractions (row0, row1, col0, col1); WHOLE_FRAME: everywhere.
+    # Outside it the codes are drawn with the audio but unguided (g = 1): nwt.models.prior.Prior.sample_iter
+    guidance_box: tuple[float, ...]
+
+
+WHOLE_FRAME = (0.0, 1.0, 0.0, 1.0)  # guidance_box of guidance everywhere (bundles older than the box)
+
+
+def guidance_where(box: tuple[float, ...]) -> str:
+    """Where a guidance_box guides, in words."""
+    if tuple(box) == WHOLE_FRAME:
+        return "everywhere"
+    r0, r1, c0, c1 = box
+    return f"on rows {r0:g}–{r1:g}, columns {c0:g}–{c1:g} of the frame; unguided elsewhere"
 
 
 @dataclass(frozen=True)
@@ -241,10 +257,7 @@ class EvaluateParams:
     codec_anchor_crf: float
     seeds: int
     real_speech_dir: str
-
-    @property
-    def sampling(self) -> SamplingParams:
-        return SamplingParams(self.temperature, self.top_k, self.top_p, self.guidance)
+    guidance_region: Literal["mouth", "frame"]
 
 
 @dataclass(frozen=True)
@@ -279,6 +292,7 @@ class TrainSyncParams:
     aug_mel_warp: float
     aug_mel_eq: float
     aug_mel_noise: float
+    aug_reverb: float
     shift_range: int
     recover_tolerance: int
     checkpoint_every: int

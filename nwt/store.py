@@ -144,7 +144,9 @@ class ModelChoice:
             raise FileNotFoundError(f"no {PARAMS_FILE} here ({Path.cwd()}) for the sampling defaults of "
                                     f"{self.describe()}: work in the nwt checkout, or use a model bundle")
         gen, bundle = self.generator(device)
-        sampling = bundle.sampling if bundle is not None else load_params(PARAMS_FILE).evaluate.sampling
+        from nwt.generate import default_sampling
+
+        sampling = bundle.sampling if bundle is not None else default_sampling(load_params(PARAMS_FILE))
         return gen, sampling, bundle
 
     def generator(self, device: str = "cpu") -> tuple[Generator, Bundle | None]:

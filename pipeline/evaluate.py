@@ -14,8 +14,8 @@ figures are the first seed's (k = 0, the draws of earlier versions), `gen_vs_gt.
 the seeds with `*_sd` (their standard deviation) beside each ratio.
 
 Voices (nwt.eval.voices, issue 19): `voices.own` (the test clips' own audio, seed 0),
-`voices.unseen` (the held-out voices of data/voices, with their ground truth's `gt_lse_c` and
-the sync judge's `judge_unseen_accuracy` on them) and `voices.real` (the real human speech of
+`voices.unseen` (the held-out voices of data/voices under every seed, with their ground truth's
+`gt_lse_c` and the sync judge's `judge_unseen_accuracy` on them) and `voices.real` (the real human speech of
 `evaluate.real_speech_dir`, read from outside the repository and not a DVC dependency: absent,
 its figures are null with a `reason`). Each is scored alike: LSE by the stage's sync expert,
 `mouth_audio_corr`, and the look of every generated frame (nwt.eval.look: val frames as the
@@ -56,10 +56,10 @@ from nwt.eval.voices import (
     seed_spread,
     voice_metrics,
 )
-from nwt.generate import Generator, add_mark
+from nwt.generate import Generator, add_mark, default_sampling
 from nwt.geometry import Box, mouth_box, sync_mouth_box
 from nwt.models.dvae_io import decode_codes, encode_frames
-from nwt.params import EvaluateParams, load_params
+from nwt.params import EvaluateParams, SamplingParams, load_params
 from nwt.stage import DATA, REPORTS, log, stage
 
 SAMPLES = REPORTS / "evaluate" / "samples"
@@ -114,7 +114,7 @@ def score_lse(tally: Tally, source: str, frames: np.ndarray, audio: np.ndarray, 
             distribution.add(SYNC_FEAT, source, embeddings)
 
 
-def score_clip(n: int, clip, gen: Generator, cfg: EvaluateParams, tally: Tally,
+def score_clip(n: int, clip, gen: Generator, cfg: EvaluateParams, sampling: SamplingParams, tally: Tally,
                distribution: DistributionMetrics) -> tuple[np.ndarray, np.ndarray]:
     """Reconstruct, generate and score test clip `n`; write its sample video if it is one of the
     first. → (generated frames (t, H, W, 3), as long as the clip's audio; its reconstruction)."""
@@ -122,7 +122,7 @@ def score_clip(n: int, clip, gen: Generator, cfg: EvaluateParams, tally: Tally,
     episode_id = clip.meta["episode_id"]
     recon = decode_codes(gen.dvae, encode_frames(gen.dvae, clip.frames), gen.dvae_meta_episode_index(episode_id))
     result = gen.from_audio(clip.audio, episode_id if episode_id in gen.episode_ids else None,
-                            sampling=cfg.sampling, seed=cfg.seed + n)
+                            sampling=sampling, seed=cfg.seed + n)
     tally.gen_seconds, tally.gen_wall = tally.gen_seconds + result.seconds, tally.gen_wall + result.wall_s
     t = min(len(clip.frames), len(result.frames))
     audio = clip.audio[: t * spf]
@@ -183,6 +183,7 @@ class Voices:
     reference) and the presenter's own voice, seed 0, as the test clips give it."""
 
     scorer: object  # the trained sync expert: LSE of every condition, and the judge of the unseen voices
+    sampling: SamplingParams  # how every condition is generated (nwt.generate.default_sampling)
     mouth: Box  # nwt.geometry.mouth_box of the faces params (mouth_audio_corr)
     look: LookReference | None  # None without val clips: no look figures
     own: Condition = field(default_factory=Condition)
@@ -230,7 +231,7 @@ def seed_conditions(gen: Generator, cfg: EvaluateParams, clips, voices: Voices) 
     for k in range(1, cfg.seeds):
         cond = Condition()
         for n, clip in enumerate(tqdm(clips, desc=f"evaluate seed {k}", unit="clip")):
-            cond.add(generate_scored(gen, clip.audio, clip.meta["episode_id"], cfg.sampling,
+            cond.add(generate_scored(gen, clip.audio, clip.meta["episode_id"], voices.sampling,
                                      cfg.seed + SEED_STRIDE * k + n, voices.scorer, voices.mouth, voices.look)[0])
         out.append(cond)
     return out
@@ -253,12 +254,14 @@ def unseen_voices(gen: Generator, cfg: EvaluateParams, voices: Voices, params) -
     cond = Condition()
     if not clips:
         return cond, dict(reason=f"no unseen-voice clips in {VOICES} (stage voices)")
-    gt_lse_c = []
-    for n, clip in enumerate(tqdm(clips, desc="evaluate unseen voices", unit="clip")):
-        labels = {k: str(clip.meta.get(k, "")) for k in ("voice", "engine", "sex")}
-        cond.add(generate_scored(gen, clip.audio, clip.meta["episode_id"], cfg.sampling, cfg.seed + n,
-                                 voices.scorer, voices.mouth, voices.look, **labels)[0])
-        gt_lse_c.append(lse_scores(voices.scorer, clip.frames, clip.audio, gen.timing)["lse_c"])
+    # every seed: a voice has only a few clips, and its worst-voice ratio is the noisiest figure
+    for k in range(cfg.seeds):
+        for n, clip in enumerate(tqdm(clips, desc=f"evaluate unseen voices, seed {k}", unit="clip")):
+            labels = {key: str(clip.meta.get(key, "")) for key in ("voice", "engine", "sex")}
+            cond.add(generate_scored(gen, clip.audio, clip.meta["episode_id"], voices.sampling,
+                                     cfg.seed + SEED_STRIDE * k + n, voices.scorer, voices.mouth, voices.look,
+                                     clip=clip.key, **labels)[0])
+    gt_lse_c = [lse_scores(voices.scorer, clip.frames, clip.audio, gen.timing)["lse_c"] for clip in clips]
     p = params.train_sync
     accuracy = judge_accuracy(voices.scorer, clips, p, gen.timing, p.seed, judge_threshold(voices.scorer, p, gen))
     return cond, dict(gt_lse_c=round(float(np.mean(gt_lse_c)), 4), judge_accuracy=round(float(accuracy), 4))
@@ -281,7 +284,7 @@ def real_speech(gen: Generator, cfg: EvaluateParams, voices: Voices, episodes: l
     cond, rows = Condition(), []
     for n, (_, audio) in enumerate(tqdm(items, desc="evaluate real speech", unit="clip")):
         episode = episodes[n % len(episodes)]
-        scored, frames = generate_scored(gen, audio, episode, cfg.sampling, cfg.seed + n, voices.scorer,
+        scored, frames = generate_scored(gen, audio, episode, voices.sampling, cfg.seed + n, voices.scorer,
                                          voices.mouth, voices.look)
         cond.add(scored)
         if len(rows) < SHEET_ROWS:
@@ -357,9 +360,9 @@ def main() -> None:
             raise ValueError(f"evaluate.seeds must be ≥ 1, got {cfg.seeds}")
         look = look_reference(list(iter_clips(shard_paths(DATA / "shards", "val"))),
                               sync_mouth_box(params.faces.face_scale, params.faces.centre_shift))
-        voices = Voices(scorers[""], tally.mouth, look)
+        voices = Voices(scorers[""], default_sampling(params), tally.mouth, look)
         for n, clip in enumerate(tqdm(clips, desc="evaluate test clips", unit="clip")):
-            voices.add_own(clip, score_clip(n, clip, gen, cfg, tally, distribution), gen)
+            voices.add_own(clip, score_clip(n, clip, gen, cfg, voices.sampling, tally, distribution), gen)
         voices.calibrate()
         test_tokens = load_token_clips(token_paths(DATA / "tokens", "test"))
         train_tokens = load_token_clips(token_paths(DATA / "tokens", "train"))
@@ -371,7 +374,7 @@ def main() -> None:
         # the dVAE's <unk> look so that only the prior's codes carry the episode (val frames = reference)
         references = real_region_stats((c.meta["episode_id"], c.frames)
                                        for c in iter_clips(shard_paths(DATA / "shards", "val")))
-        control = episode_control(gen, [c.audio for c in clips[: cfg.control_clips]], references, cfg.sampling,
+        control = episode_control(gen, [c.audio for c in clips[: cfg.control_clips]], references, voices.sampling,
                                   seed=cfg.seed)
         metrics["episode_control"] = control_summary(control)  # accuracy null + reason below two episodes
         write_gallery(REPORTS / "index.html", tally.samples, metrics,

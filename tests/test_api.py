@@ -161,11 +161,12 @@ def test_load_model_resolves_as_the_command(bundle, checkout, home, tmp_path, mo
     with pytest.raises(FileNotFoundError, match="nwt.load_model 'nope': no model of that name.*mine"):
         nwt.load_model("nope")
     monkeypatch.chdir(checkout)  # the checkout's checkpoints come first, with its params.yaml's sampling
+    from nwt.generate import default_sampling
     from nwt.params import load_params
 
     here = nwt.load_model()
     assert here.source.startswith("checkpoints models/dvae/dvae.pt")
-    assert here.sampling == load_params("params.yaml").evaluate.sampling
+    assert here.sampling == default_sampling(load_params("params.yaml"))
     monkeypatch.setenv("NWT_MODEL", "mine")
     assert nwt.load_model().source.startswith(f"bundle {store.path_of('mine')} ($NWT_MODEL")
 

@@ -15,10 +15,10 @@ from tiny_checkout import GREY, UNSEEN, export_bundle, make_checkout, write_wav
 
 import nwt
 from nwt import store
-from nwt.bundle import FORMAT_VERSION, load_bundle
+from nwt.bundle import FORMAT_VERSION, Bundle, load_bundle
 from nwt.cli import main
-from nwt.generate import Generator
-from nwt.params import SamplingParams, load_params
+from nwt.generate import Generator, default_sampling
+from nwt.params import WHOLE_FRAME, SamplingParams, load_params
 
 torch.set_num_threads(1)
 
@@ -59,7 +59,7 @@ def test_bundle_holds_everything_and_loads_weights_only(bundle, checkout):
     for i, episode in enumerate(episodes["reference_ids"]):
         assert abs(float(frames[i].float().mean()) - GREY[episode]) < 3, episode
     params = load_params(checkout / "params.yaml")
-    assert SamplingParams(**payload["sampling"]) == params.evaluate.sampling
+    assert SamplingParams(**payload["sampling"]) == default_sampling(params)
     assert payload["timing"] == {"fps": 25, "sample_rate": 16000}
     prov = payload["provenance"]
     assert prov["nwt_version"] == nwt.__version__ and prov["created"].endswith("+00:00")
@@ -84,9 +84,9 @@ def test_bundle_generates_what_its_checkpoints_generate(bundle, checkout):
     from_ckpts = Generator(checkout / "models/dvae/dvae.pt", checkout / "models/prior/prior.pt",
                            references=load_bundle(bundle).references())  # the primers `nwt export` chose
     assert from_bundle.references.keys() == {"ep0", "ep1"}
-    assert from_bundle.sampling_defaults == load_params(checkout / "params.yaml").evaluate.sampling
+    assert from_bundle.sampling_defaults == default_sampling(load_params(checkout / "params.yaml"))
     assert from_ckpts.sampling_defaults is None and from_bundle.episode_ids == from_ckpts.episode_ids
-    sampling = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, guidance=1.0)
+    sampling = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, guidance=1.0, guidance_box=WHOLE_FRAME)
     a = from_bundle.from_audio(speech(1.0), "ep0", sampling=sampling, seed=3)
     b = from_ckpts.from_audio(speech(1.0), "ep0", sampling=sampling, seed=3)
     assert np.array_equal(a.codes, b.codes) and np.array_equal(a.frames, b.frames)
@@ -257,3 +257,12 @@ def test_help_lists_the_commands_each_with_an_example():
     resolution = commands["generate"].format_help().replace("\n", " ")
     for step in ("--model NAME_OR_PATH", "$NWT_MODEL", "the checkout you stand in", "the default (or only) model"):
         assert step in " ".join(resolution.split()), step
+
+
+def test_a_bundle_from_before_the_guidance_box_guides_the_whole_frame(bundle):
+    """Bundles exported before evaluate.guidance_region have no guidance_box: they keep guiding the
+    whole frame, as they were evaluated; new ones carry params.yaml's box (the mouth)."""
+    payload = load_bundle(bundle).payload
+    assert tuple(payload["sampling"]["guidance_box"]) != WHOLE_FRAME
+    old = dict(payload, sampling={k: v for k, v in payload["sampling"].items() if k != "guidance_box"})
+    assert Bundle(old).sampling.guidance_box == WHOLE_FRAME

@@ -10,11 +10,11 @@ import torch
 from conftest import REPO
 
 from nwt.constants import Timing
-from nwt.generate import Generator, MelStream, centre_crop_resize, generate
+from nwt.generate import Generator, MelStream, centre_crop_resize, default_sampling, generate
 from nwt.models.audio_features import log_mel
 from nwt.models.dvae import DVAE, DVAEDims
 from nwt.models.prior import Prior, PriorDims
-from nwt.params import SamplingParams
+from nwt.params import WHOLE_FRAME, SamplingParams
 
 torch.set_num_threads(1)
 
@@ -29,8 +29,10 @@ PRIOR_TINY = dict(mode="far", layers=1, dim=32, heads=2, audio_layers=1, audio_w
 EPISODES = ["ep0", "ep1"]
 
 
-def sampling(temperature: float = 0.8, top_k: int = 0, top_p: float = 1.0, guidance: float = 1.0) -> SamplingParams:
-    return SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance)
+def sampling(temperature: float = 0.8, top_k: int = 0, top_p: float = 1.0, guidance: float = 1.0,
+             guidance_box: tuple[float, ...] = WHOLE_FRAME) -> SamplingParams:
+    return SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance,
+                          guidance_box=guidance_box)
 
 
 SAMPLING = sampling()
@@ -102,9 +104,9 @@ torch.set_num_threads(1)
 sys.path.insert(0, sys.argv[4])
 from test_generate import speech
 from nwt.generate import Generator
-from nwt.params import SamplingParams
+from nwt.params import WHOLE_FRAME, SamplingParams
 gen = Generator(sys.argv[1], sys.argv[2])
-sampling = SamplingParams(temperature=0.8, top_k=0, top_p=1.0, guidance=1.0)
+sampling = SamplingParams(temperature=0.8, top_k=0, top_p=1.0, guidance=1.0, guidance_box=WHOLE_FRAME)
 audio = speech(float(sys.argv[3]))
 for _ in gen.stream(speech(1.0), sampling=sampling):  # warm-up: lazy inits, allocator pools
     pass
@@ -247,10 +249,10 @@ def test_cli_sampling_defaults_come_from_params_yaml(tmp_path, monkeypatch, caps
     parse = build_parser().parse_args
     base = ["generate", "--audio", "a.wav", "--out", "o.mp4"]
     monkeypatch.chdir(REPO)
-    expected = load_params().evaluate.sampling  # the checkout's params.yaml
+    expected = default_sampling(load_params())  # the checkout's params.yaml
     assert sampling_from(parse(base)) == expected
     assert sampling_from(parse([*base, "--top-k", "7"])) == SamplingParams(expected.temperature, 7, expected.top_p,
-                                                                           expected.guidance)
+                                                                           expected.guidance, expected.guidance_box)
     assert sampling_from(parse([*base, *EXPLICIT]), tmp_path / "none.yaml") == sampling(0.5, 0, 1.0, 1.0)
     bundled = sampling(0.6, 5, 0.9, 2.0)  # a bundle's defaults: no params.yaml needed
     assert sampling_from(parse(base), tmp_path / "none.yaml", defaults=bundled) == bundled
@@ -270,8 +272,8 @@ def test_cli_guidance_default_follows_the_prior(models, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("")
-    monkeypatch.setattr(nwt.cli, "load_params", lambda path: SimpleNamespace(
-        evaluate=SimpleNamespace(sampling=sampling(0.7, 3, 0.9, 4.0))))
+    monkeypatch.setattr(nwt.cli, "load_params", lambda path: SimpleNamespace())
+    monkeypatch.setattr(nwt.generate, "default_sampling", lambda params: sampling(0.7, 3, 0.9, 4.0))
     calls = []
     real = nwt.generate.generate
     monkeypatch.setattr(nwt.generate, "generate", lambda *a, **kw: calls.append((a, kw)) or real(*a, **kw))
@@ -412,3 +414,18 @@ def test_first_frame_is_the_requested_episodes_look(two_look_models):
     bad = Generator.from_models(gen.dvae, gen.dvae_meta, prior, gen.prior_meta, references={"ep0": reference[..., 0]})
     with pytest.raises(ValueError, match="reference frame of 'ep0'"):
         bad.from_audio(speech(0.4), "ep0", sampling=SAMPLING)
+
+
+def test_guidance_map_covers_the_cells_the_box_touches():
+    from types import SimpleNamespace
+
+    from nwt.generate import guidance_map
+
+    dims = SimpleNamespace(grid_h=16, grid_w=14)
+    assert guidance_map(WHOLE_FRAME, dims) is None  # everywhere: the scalar guidance
+    m = guidance_map((0.375, 0.75, 0.25, 0.75), dims)  # the default sync mouth box
+    rows, cols = np.nonzero(m.numpy())
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (6, 11, 3, 10)
+    assert float(m.sum()) == 6 * 8 and set(np.unique(m.numpy())) == {0.0, 1.0}
+    with pytest.raises(ValueError, match="not a box"):
+        guidance_map((0.5, 0.4, 0.0, 1.0), dims)

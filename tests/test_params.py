@@ -27,7 +27,6 @@ def test_params_yaml_loads_into_typed_frozen_sections():
     p = load_params(REPO / "params.yaml")
     assert isinstance(p, Params) and p.prior.layers == 4 and isinstance(p.train_dvae.lr, float)
     assert p.media.timing.samples_per_frame == p.media.sample_rate // p.media.fps
-    assert p.evaluate.sampling.temperature == p.evaluate.temperature
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.prior.layers = 24
 
@@ -98,3 +97,23 @@ def test_no_defaults_dict_anywhere_in_the_code():
             offenders += [f"{path.relative_to(REPO)}:{node.lineno}" for t in targets
                           if isinstance(t, ast.Name) and t.id.endswith("DEFAULTS")]
     assert offenders == []
+
+
+def test_sampling_guides_the_sync_mouth_box_of_the_framing_or_the_whole_frame():
+    import dataclasses as dc
+
+    from nwt.generate import default_sampling
+    from nwt.geometry import sync_mouth_box
+    from nwt.params import WHOLE_FRAME, guidance_where
+
+    p = load_params(REPO / "params.yaml")
+    assert p.evaluate.guidance_region == "mouth"
+    (r0, r1), (c0, c1) = sync_mouth_box(p.faces.face_scale, p.faces.centre_shift)
+    assert default_sampling(p).guidance_box == (r0, r1, c0, c1) and 0 < r0 < r1 < 1
+    wider = dc.replace(p, faces=with_changes(p.faces, face_scale=3.5, centre_shift=0.88))
+    assert default_sampling(wider).guidance_box != default_sampling(p).guidance_box  # follows the framing
+    everywhere = dc.replace(p, evaluate=with_changes(p.evaluate, guidance_region="frame"))
+    assert default_sampling(everywhere).guidance_box == WHOLE_FRAME and guidance_where(WHOLE_FRAME) == "everywhere"
+    assert "unguided elsewhere" in guidance_where(default_sampling(p).guidance_box)
+    with pytest.raises(ParamsError):
+        with_changes(p.evaluate, guidance_region="face")

@@ -282,13 +282,14 @@ def test_a_missing_model_or_a_busy_port_is_a_clear_error_at_start(bundle, tmp_pa
 
 def test_in_a_checkout_it_serves_the_last_dvc_repro(tmp_path, monkeypatch):
     """No --model in a checkout: its checkpoints, params.yaml's sampling, its shards' reference frames."""
+    from nwt.generate import default_sampling
     from nwt.params import load_params
 
     checkout = make_checkout(tmp_path / "checkout")
     monkeypatch.chdir(checkout)
     served = ServedModel.load()
     assert served.description.startswith("checkpoints models/dvae/dvae.pt")
-    assert served.sampling == load_params(checkout / "params.yaml").evaluate.sampling
+    assert served.sampling == default_sampling(load_params(checkout / "params.yaml"))
     assert sorted(served.references) == ["ep0", "ep1"] and served.unseen_ids == ["ep1"]
     assert abs(float(served.references["ep1"].mean()) - GREY["ep1"]) < 3
 

@@ -9,7 +9,7 @@ are nearest; `accuracy` is the share assigned to the requested episode (chance =
     from nwt.eval.control import episode_control, real_region_stats
     refs = real_region_stats((clip.meta["episode_id"], clip.frames) for clip in iter_clips(paths))
     metrics["episode_control"] = episode_control(gen, [clip.audio for clip in test_clips[:4]], refs,
-                                                 params.evaluate.sampling, seed=params.evaluate.seed)
+                                                 default_sampling(params), seed=params.evaluate.seed)
     # → {"accuracy": …, "generations": …, "episodes": …, "per_episode_accuracy": {…}}
     metrics["episode_control"] = control_summary(control)  # {"accuracy", "generations"[, "reason"]}
 

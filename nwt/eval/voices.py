@@ -51,6 +51,7 @@ class Scored:
     engine: str = ""
     sex: str = ""
     episode: str | None = None  # the look requested (None: the <unk> look)
+    clip: str = ""  # the clip's key, where one clip is generated under several seeds
 
 
 def score_generation(frames: np.ndarray, audio: np.ndarray, episode_id: str | None, scorer, timing: Timing,
@@ -121,8 +122,10 @@ def _figures(items: list[Scored]) -> dict:
     if not items:
         raise ValueError("no generations to summarise")
     looks = [s for s in items if s.look_ok is not None]
+    keyed = all(s.clip for s in items)  # clips under several seeds: count each clip once
     out = dict(lse_c=_mean(s.lse_c for s in items), lse_d=_mean(s.lse_d for s in items),
-               mouth_audio_corr=_mean(s.mouth_audio_corr for s in items), clips=len(items))
+               mouth_audio_corr=_mean(s.mouth_audio_corr for s in items),
+               clips=len({s.clip for s in items}) if keyed else len(items), generations=len(items))
     if looks:
         out["look_ok_rate"] = round(float(np.concatenate([s.look_ok for s in looks]).mean()), ROUND)
         out["look_distance"] = round(float(np.concatenate([s.look_distance for s in looks]).mean()), ROUND)

@@ -145,6 +145,26 @@ def migrate_prior_dims(saved: dict) -> dict:
     return migrate_dims(saved, PriorDims, added=LEGACY_PRIOR_DIMS, fixed=FIXED_PRIOR_DIMS)
 
 
+class Guide:
+    """Classifier-free guidance of a draw: logits rows (with the audio, without) → uncond + g ×
+    (cond − uncond); g a scalar, per grid position (FAR: `scale` (H', W', 1, 1)) or per token of a
+    MAR frame (`per_token`: `scale` (N,), `next_frame` before each frame's first token)."""
+
+    def __init__(self, guidance: float, scale: torch.Tensor, per_token: bool = False):
+        self.guided = guidance != 1.0
+        self.scale, self.per_token = scale, per_token
+        self._tokens = iter(range(0))
+
+    def next_frame(self) -> None:
+        self._tokens = iter(range(self.scale.numel()))
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:  # (1 or 2, ...) → (...)
+        if not self.guided:
+            return logits[0]
+        g = self.scale[next(self._tokens)] if self.per_token else self.scale
+        return logits[1] + g * (logits[0] - logits[1])
+
+
 class Prior(nn.Module):
     def __init__(self, dims: PriorDims):
         super().__init__()
@@ -431,6 +451,7 @@ class Prior(nn.Module):
         style: torch.Tensor | None = None,
         guidance: float = 1.0,
         prime: torch.Tensor | None = None,
+        guidance_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Codes (T, H', W', heads) long, frame by frame with a sliding KV cache of
         `context_frames` frames (default: the trained window); MAR draws the codes of each frame
@@ -444,7 +465,7 @@ class Prior(nn.Module):
         out = torch.empty(T, d.grid_h, d.grid_w, d.code_heads, dtype=torch.long, device=param.device)
         frames = self.sample_iter(lambda lo, hi: mel[lo * MELS_PER_FRAME : hi * MELS_PER_FRAME], T, episode_index,
                                   temperature, top_k, top_p, seed, context_frames, audio_chunk_frames, cpu_threads,
-                                  style, guidance, prime)
+                                  style, guidance, prime, guidance_map)
         for t, codes in enumerate(frames):
             out[t] = codes
         return out
@@ -465,6 +486,7 @@ class Prior(nn.Module):
         style: torch.Tensor | None = None,
         guidance: float = 1.0,
         prime: torch.Tensor | None = None,  # (H', W', heads) codes of a frame of the look wanted
+        guidance_map: torch.Tensor | None = None,  # (H', W') share of the guidance per grid position, 0 … 1
     ) -> Iterator[torch.Tensor]:
         """Yield the codes (H', W', heads) of frames 0..n_frames-1 one by one, in memory that
         does not grow with n_frames: the mel is read through `mel_fn` a chunk at a time, the
@@ -481,6 +503,9 @@ class Prior(nn.Module):
         `guidance` g ≠ 1 (needs `null_audio`): every step runs a batch of two rows, with the
         audio and with the learned "no audio" input, sharing the drawn codes and the KV cache's
         layout, and draws from uncond + g × (cond − uncond) logits — twice the compute per frame.
+        `guidance_map` m (H', W'): position p draws with 1 + (g − 1)·m[p] — m = 1 on the mouth, 0
+        elsewhere amplifies the audio where speech shows and leaves the rest as the prior predicts
+        it with the audio (g = 1; a strong g there turns an unknown voice's noise into smears).
 
         `prime`: the codes of a frame of the wanted look (the dVAE codes of the episode's
         reference frame). It goes first, as frame -1 (with frame 0's audio), teacher-forced as
@@ -496,14 +521,8 @@ class Prior(nn.Module):
         chunk = max(1, int(audio_chunk_frames))
         gen = torch.Generator(device=dev).manual_seed(int(seed))
         bias = self._frame_bias(episode_index, style, dev, dtype)
-        guided = guidance != 1.0
-        if guided and not d.null_audio:
-            raise ValueError(f"guidance {guidance} needs a prior trained with a 'no audio' input "
-                             "(prior.audio_dropout > 0); this one has none: retrain it, or sample with guidance 1")
-
-        def guide(logits: torch.Tensor) -> torch.Tensor:  # (1 or 2, ...) → (...)
-            return logits[1] + guidance * (logits[0] - logits[1]) if guided else logits[0]
-
+        guide = self._guide(guidance, guidance_map, dev)
+        guided = guide.guided
         caches = [dict() for _ in self.blocks]  # with guidance each cache holds both rows
         shift = int(prime is not None)  # frame t sits at position t + shift (the primer at 0)
         prev = self.start.view(1, 1, -1)
@@ -525,11 +544,30 @@ class Prior(nn.Module):
                     logits = guide(self.spatial(h, skip, a_t)[:, 0])  # (H', W', heads, K)
                     codes = sample_logits(logits, temperature, top_k, top_p, gen)  # (H', W', heads)
                 else:  # one code at a time, H'·W'·heads steps
+                    guide.next_frame()
                     codes = self.mar.sample(h[:, 0], skip[0],
                                             lambda lg: sample_logits(guide(lg)[None], temperature, top_k, top_p, gen))
                 prev = self.embed_frames(codes[None, None])  # (1, 1, D)
                 skip = self.skip_input(codes[None, None])  # (1, 1, P, S); MAR: (1, 1, N, mar_dim)
             yield codes
+
+    def _guide(self, guidance: float, guidance_map: torch.Tensor | None, dev) -> Guide:
+        """The guidance of one sampling run (see sample_iter), its map checked against the grid."""
+        d = self.dims
+        if guidance != 1.0 and not d.null_audio:
+            raise ValueError(f"guidance {guidance} needs a prior trained with a 'no audio' input "
+                             "(prior.audio_dropout > 0); this one has none: retrain it, or sample with guidance 1")
+        if guidance_map is None:
+            return Guide(guidance, torch.tensor(float(guidance), device=dev))
+        m = torch.as_tensor(guidance_map, dtype=torch.float32, device=dev)
+        if tuple(m.shape) != (d.grid_h, d.grid_w):
+            raise ValueError(f"guidance map {tuple(m.shape)} does not match the prior's grid {(d.grid_h, d.grid_w)}")
+        if m.min() < 0 or m.max() > 1:
+            raise ValueError(f"guidance map values must lie in [0, 1], got {float(m.min())}..{float(m.max())}")
+        g = 1 + (float(guidance) - 1) * m  # (H', W')
+        if d.mode == "far":
+            return Guide(guidance, g[:, :, None, None])  # against the logits (H', W', heads, K)
+        return Guide(guidance, g.reshape(-1).repeat_interleave(d.code_heads), per_token=True)  # MAR's raster order
 
     def _prime(self, prime: torch.Tensor, x: torch.Tensor, caches: list[dict],
                context: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,7 +32,7 @@ from nwt.constants import MELS_PER_FRAME, Timing
 from nwt.data.tokens import TokenClip, load_codebook, load_token_clips, token_paths
 from nwt.eval.nll import LN2, ClipTensors, eval_windows, evaluate, to_tensors, unigram_log2p
 from nwt.models.prior import Prior, PriorDims
-from nwt.models.voice_aug import MelAugment, augment_mel
+from nwt.models.voice_aug import MelAugment, augment_mel, tempo_span, tempo_window
 from nwt.params import PriorParams, as_dict
 from nwt.precision import autocast
 from nwt.train.common import adamw, lr_factor
@@ -104,17 +104,28 @@ def _num_codes(clips: list[TokenClip]) -> int:
     return sizes.pop()
 
 
-def sample_batch(clips: list[ClipTensors], batch_size: int, window: int, rng: np.random.Generator):
-    """Random windows: clips drawn in proportion to their length, start uniform inside."""
+def sample_batch(clips: list[ClipTensors], batch_size: int, window: int, rng: np.random.Generator,
+                 tempo: float = 0.0):
+    """Random windows: clips drawn in proportion to their length, start uniform inside. With
+    `tempo` > 0 each window is its clip played r times as fast, r = exp(U(±ln(1 + tempo))) (as far
+    as the clip is long): speech and video together (nwt.models.voice_aug.tempo_window), so the
+    prior hears faster and slower speakers than the presenter with the mouth still in sync."""
     lengths = np.array([c.frames for c in clips], dtype=np.float64)
     idx = rng.choice(len(clips), size=batch_size, p=lengths / lengths.sum())
     L = int(min(window, min(clips[i].frames for i in idx)))
     codes, mels, eps = [], [], []
     for i in idx:
         c = clips[i]
-        s = int(rng.integers(0, c.frames - L + 1))
-        codes.append(c.codes[s : s + L])
-        mels.append(c.mel[s * MELS_PER_FRAME : (s + L) * MELS_PER_FRAME])
+        if tempo > 0:
+            span = np.log1p(tempo)
+            rate = min(float(np.exp(rng.uniform(-span, span))), c.frames / L)
+            s = int(rng.integers(0, c.frames - tempo_span(L, rate) + 1))
+            window_codes, window_mel = tempo_window(c.codes, c.mel, s, L, rate)
+        else:
+            s = int(rng.integers(0, c.frames - L + 1))
+            window_codes, window_mel = c.codes[s : s + L], c.mel[s * MELS_PER_FRAME : (s + L) * MELS_PER_FRAME]
+        codes.append(window_codes)
+        mels.append(window_mel)
         eps.append(c.episode)
     return torch.stack(codes), torch.stack(mels), torch.tensor(eps, dtype=torch.long)
 
@@ -123,7 +134,8 @@ def mel_augment(p: PriorParams) -> MelAugment:
     """The voice augmentation of the training log-mel (nwt.models.voice_aug): the presenter's one
     voice warped, equalised, gain-shifted and noised into many, so that the prior listens to what
     lip sync needs (timing, articulation) rather than to that voice."""
-    return MelAugment(warp=p.aug_mel_warp, eq=p.aug_mel_eq, gain=p.aug_mel_gain, noise=p.aug_mel_noise)
+    return MelAugment(warp=p.aug_mel_warp, eq=p.aug_mel_eq, gain=p.aug_mel_gain, noise=p.aug_mel_noise,
+                      reverb=p.aug_reverb)
 
 
 def style_kl_term(kl: torch.Tensor, step: int, p: PriorParams, codes_per_window: int) -> torch.Tensor:
@@ -202,7 +214,7 @@ def train_prior(p: PriorParams, timing: Timing, token_dir: Path, ckpt_dir: Path,
         loop = StepLoop(p.steps, start, p.checkpoint_every, group, "train_prior", stop_after=stop_after,
                         save=lambda s, w: ckpt.save_last(s, w, state()))
         frames_seen = _run_steps(p, model, wrap_ddp(model, group), optimizer, scheduler, data.train, loop, live,
-                                 t_begin, timing.sample_rate)
+                                 t_begin, timing)
         train_s = loop.loop_s
         if loop.interrupted:
             if live is not None:
@@ -237,7 +249,7 @@ def _resume_or_init(ckpt: Checkpoints, model: Prior, optimizer, scheduler, p: Pr
 
 
 def _run_steps(p: PriorParams, model: Prior, ddp, optimizer, scheduler, clips: list[ClipTensors], loop: StepLoop,
-               live, t_begin: float, sample_rate: int) -> int:
+               live, t_begin: float, timing: Timing) -> int:
     """The training steps; returns the frames seen (all ranks)."""
     group = loop.group
     device = group.device
@@ -246,9 +258,9 @@ def _run_steps(p: PriorParams, model: Prior, ddp, optimizer, scheduler, clips: l
     model.train()
     for step in loop:
         rng = np.random.default_rng([p.seed, group.rank, step])
-        codes, mel, ep = sample_batch(clips, p.batch_size, p.window_frames, rng)
+        codes, mel, ep = sample_batch(clips, p.batch_size, p.window_frames, rng, p.aug_tempo)
         noise_seed = int(rng.integers(0, 2**62))
-        mel = augment_mel(mel, mel_augment(p), rng, sample_rate)  # after the noise seed: off draws nothing
+        mel = augment_mel(mel, mel_augment(p), rng, timing)  # after the noise seed: off draws nothing
         codes, mel, ep = codes.to(device), mel.to(device), ep.to(device)
         gen = torch.Generator(device=device).manual_seed(noise_seed)
         with autocast(device):

@@ -80,7 +80,7 @@ def _load(paths: list[str], dims: SyncDims, timing: Timing, margin: int = 0) -> 
 
 
 def sample_batch(clips: list[SyncClip], p: TrainSyncParams, rng: np.random.Generator, dims: SyncDims,
-                 sample_rate: int):
+                 timing: Timing):
     """→ video (B, 5, h, w) float 0–255, audio (B, 20, n_mels), clip index (B,), window start (B,).
 
     Augmentation (per window, from `rng`): the mouth box shifted by up to ±aug_shift_px (the
@@ -90,7 +90,8 @@ def sample_batch(clips: list[SyncClip], p: TrainSyncParams, rng: np.random.Gener
     U(0, aug_noise) levels, each window its own; the log-mel offset by ± aug_audio_gain (0.25 =
     10 dB) and up to aug_freq_mask adjacent mel bins set to the window's mean. Voice augmentation
     first (nwt.models.voice_aug, the presenter's one voice made many): frequency warp ± aug_mel_warp,
-    smooth EQ ± aug_mel_eq, a noise floor aug_mel_noise … 2 log-mel units below the peak."""
+    smooth EQ ± aug_mel_eq, a noise floor aug_mel_noise … 2 log-mel units below the peak, a room's
+    reverberant tail of RT60 up to aug_reverb s."""
     groups = max(1, p.batch_size // p.anchors_per_clip)
     lengths = np.array([c.windows for c in clips], np.float64)
     mpf, w = dims.mels_per_frame, dims.window
@@ -121,7 +122,8 @@ def sample_batch(clips: list[SyncClip], p: TrainSyncParams, rng: np.random.Gener
         noise_sd = torch.tensor(p.aug_noise * rng.uniform(0, 1, b), dtype=torch.float32)
         noise = torch.from_numpy(rng.standard_normal(video.shape).astype(np.float32))
         video = (video + noise * noise_sd[:, None, None, None]).clamp(0, 255)
-    audio = augment_mel(audio, MelAugment(p.aug_mel_warp, p.aug_mel_eq, 0.0, p.aug_mel_noise), rng, sample_rate)
+    voice = MelAugment(p.aug_mel_warp, p.aug_mel_eq, 0.0, p.aug_mel_noise, p.aug_reverb)
+    audio = augment_mel(audio, voice, rng, timing)
     audio += torch.tensor(p.aug_audio_gain * rng.uniform(-1, 1, b), dtype=torch.float32)[:, None, None]
     fm = p.aug_freq_mask
     if fm > 0:
@@ -225,7 +227,7 @@ def train_sync(p: TrainSyncParams, timing: Timing, shard_dir: Path, ckpt_dir: Pa
                          optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), dims=dims.to_dict())
     loop = StepLoop(p.steps, start, p.checkpoint_every, group, "train_sync", stop_after=stop_after,
                     save=lambda s, w: ckpt.save_last(s, w, state()))
-    _run_steps(p, model, bce_bias, optimizer, scheduler, train_clips, dims, loop, live, t_begin, timing.sample_rate)
+    _run_steps(p, model, bce_bias, optimizer, scheduler, train_clips, dims, loop, live, t_begin, timing)
     if loop.interrupted:
         live.end()
         return {"train": {"steps": loop.step}}
@@ -252,12 +254,12 @@ def train_sync(p: TrainSyncParams, timing: Timing, shard_dir: Path, ckpt_dir: Pa
 
 
 def _run_steps(p: TrainSyncParams, model: SyncExpert, bce_bias, optimizer, scheduler, clips: list[SyncClip],
-               dims: SyncDims, loop: StepLoop, live, t_begin: float, sample_rate: int) -> None:
+               dims: SyncDims, loop: StepLoop, live, t_begin: float, timing: Timing) -> None:
     acc_loss, acc_acc, acc_n = 0.0, 0.0, 0
     model.train()
     for step in loop:
         rng = np.random.default_rng([p.seed, step])
-        video, audio, cid, start = sample_batch(clips, p, rng, dims, sample_rate)
+        video, audio, cid, start = sample_batch(clips, p, rng, dims, timing)
         loss, acc = contrastive_loss(model.forward_video(video), model.forward_audio(audio), cid, start,
                                      p.logit_scale, p.min_offset, p.bce_weight, bce_bias)
         optimizer.zero_grad(set_to_none=True)

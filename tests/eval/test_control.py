@@ -12,7 +12,7 @@ from nwt.eval.control import (
     real_region_stats,
     region_stats,
 )
-from nwt.params import SamplingParams
+from nwt.params import WHOLE_FRAME, SamplingParams
 
 LOOKS = {"red_blue": ((200, 30, 30), (30, 30, 200)), "green_yellow": ((30, 200, 30), (220, 220, 40))}
 
@@ -65,7 +65,7 @@ class StandIn:
         return SimpleNamespace(frames=frames(look, n=2, seed=seed))
 
 
-SAMPLING = SamplingParams(temperature=0.8, top_k=0, top_p=1.0, guidance=5.0)
+SAMPLING = SamplingParams(temperature=0.8, top_k=0, top_p=1.0, guidance=5.0, guidance_box=WHOLE_FRAME)
 
 
 def test_episode_control_with_a_stand_in_generator():

@@ -86,6 +86,20 @@ def test_voice_metrics_ratios_worst_voice_and_first_frames():
     assert own.first_frames_ok() == [True, False] and unseen.first_frames_ok() == [False, True, True]
 
 
+def test_clips_under_several_seeds_count_once():
+    own, unseen = Condition(), Condition()
+    own.add(_scored(0.5, 0.6))
+    for seed_lse in ((0.4, 0.3), (0.5, 0.2)):  # two seeds of the same two clips
+        for key, (lse_c, voice) in zip(("a", "b"), ((seed_lse[0], "f4"), (seed_lse[1], "kal"))):
+            scored = _scored(lse_c, 0.5, voice, "espeak")
+            scored.clip = key
+            unseen.add(scored)
+    u = voice_metrics(own, unseen, None)["unseen"]
+    assert (u["clips"], u["generations"]) == (2, 4)
+    assert u["per_voice"]["f4"]["lse_c"] == 0.45 and u["per_voice"]["f4"]["clips"] == 1  # mean over its seeds
+    assert u["lse_c_ratio_to_own_min"] == 0.5  # kal: (0.3 + 0.2) / 2 / 0.5
+
+
 def test_looks_scored_before_calibration_are_judged_after(presenter_clips, sync_path):  # noqa: F811
     scorer = load_scorer(sync_path)[0]
     look = LookReference.from_frames({"a": np.concatenate([presenter_clips[0][0], presenter_clips[1][0]])})

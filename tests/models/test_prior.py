@@ -285,3 +285,30 @@ def test_audio_dropout_silences_windows_but_not_the_sync_loss():
     other = mel.roll(3, dims=1)  # silenced windows do not depend on the audio at all
     deaf = m(codes, other, ep, audio_dropout=1.0, generator=torch.Generator().manual_seed(0), style=None)
     assert torch.allclose(deaf, silent[0])
+
+
+def test_guidance_map_guides_only_its_cells():
+    """A guidance map m: cell p draws from uncond + (1 + (g − 1)·m[p]) × (cond − uncond); all-ones
+    is the scalar guidance, all-zeros is no guidance (the conditional model)."""
+    m = tiny(audio_skip=4, null_audio=True).double()
+    torch.nn.init.normal_(m.audio_skip[1].weight, std=0.5, generator=torch.Generator().manual_seed(0))
+    torch.nn.init.normal_(m.null_audio, std=1.0, generator=torch.Generator().manual_seed(1))
+    _, mel, _ = data(B=1, T=9)
+    mel = mel.double()
+    d = m.dims
+    ones, zeros = torch.ones(d.grid_h, d.grid_w), torch.zeros(d.grid_h, d.grid_w)
+    scalar = m.sample(mel[0], episode_index=1, top_k=1, seed=0, guidance=5.0)
+    assert torch.equal(m.sample(mel[0], episode_index=1, top_k=1, seed=0, guidance=5.0, guidance_map=ones), scalar)
+    plain = m.sample(mel[0], episode_index=1, top_k=1, seed=0)
+    assert torch.equal(m.sample(mel[0], episode_index=1, top_k=1, seed=0, guidance=5.0, guidance_map=zeros), plain)
+    half = zeros.clone()
+    half[: d.grid_h // 2] = 1.0  # the top rows guided
+    codes = m.sample(mel[0], episode_index=1, top_k=1, seed=0, guidance=5.0, guidance_map=half)
+    ep = torch.tensor([1])
+    cond, uncond = m(codes[None], mel, ep), m(codes[None], mel, ep, audio_dropout=1.0)
+    g = (1 + 4.0 * half)[None, None, :, :, None, None]  # (1, 1, H', W', 1, 1)
+    assert torch.equal((uncond + g * (cond - uncond)).argmax(-1), codes[None])
+    with pytest.raises(ValueError, match="does not match"):
+        m.sample(mel[0], 1, guidance=5.0, guidance_map=torch.ones(d.grid_h + 1, d.grid_w))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        m.sample(mel[0], 1, guidance=5.0, guidance_map=2 * ones)

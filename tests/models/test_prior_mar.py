@@ -176,3 +176,19 @@ def test_guided_greedy_sampling_equals_teacher_forced_guidance():
     cond, uncond = m(codes[None], mel, ep), m(codes[None], mel, ep, audio_dropout=1.0)
     assert not torch.allclose(cond, uncond)
     assert torch.equal((uncond + 4.0 * (cond - uncond)).argmax(-1)[0], codes)
+
+
+def test_guidance_map_in_mar_follows_the_raster_order():
+    """MAR draws a frame token by token: the map's cell of each token sets its guidance."""
+    m = tiny(null_audio=True).double()
+    torch.nn.init.normal_(m.null_audio, std=1.0, generator=torch.Generator().manual_seed(1))
+    _, mel, _ = data(B=1, T=6, dtype=torch.float64)
+    d = m.dims
+    cells = torch.zeros(d.grid_h, d.grid_w)
+    cells[:, : d.grid_w // 2] = 1.0  # the left columns guided
+    codes = m.sample(mel[0], episode_index=1, top_k=1, seed=0, guidance=4.0, guidance_map=cells)
+    ep = torch.tensor([1])
+    cond, uncond = m(codes[None], mel, ep), m(codes[None], mel, ep, audio_dropout=1.0)
+    g = (1 + 3.0 * cells)[None, None, :, :, None, None]
+    assert torch.equal((uncond + g * (cond - uncond)).argmax(-1)[0], codes)
+    assert not torch.equal(codes, m.sample(mel[0], episode_index=1, top_k=1, seed=0, guidance=4.0))

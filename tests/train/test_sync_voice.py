@@ -41,7 +41,7 @@ def test_voice_augmentation_changes_audio_windows_only():
 
     def batch(**aug):
         p = with_changes(PARAMS.train_sync, **base, **aug)
-        return sample_batch(clips, p, np.random.default_rng(0), dims, TIMING.sample_rate)
+        return sample_batch(clips, p, np.random.default_rng(0), dims, TIMING)
 
     v0, a0, c0, s0 = batch(aug_mel_warp=0.0, aug_mel_eq=0.0, aug_mel_noise=0.0)
     stored = torch.stack([clips[c].mel[4 * s : 4 * s + 20] for c, s in zip(c0.tolist(), s0.tolist())])

@@ -149,7 +149,7 @@ def test_sample_batch_degrades_mouth_windows_only_when_asked():
 
     def video(**aug):
         p = with_changes(PARAMS.train_sync, **base, **aug)
-        v, _, cid, start = sample_batch(clips, p, np.random.default_rng(0), dims, TIMING.sample_rate)
+        v, _, cid, start = sample_batch(clips, p, np.random.default_rng(0), dims, TIMING)
         stored = torch.stack([clips[c].mouth[s : s + 5] for c, s in zip(cid.tolist(), start.tolist())]).float()
         return v, stored
 
