@@ -35,7 +35,7 @@ TINY_SYNC = dict(channels=4, audio_channels=8, embed_dim=16, height=24, width=28
 # an evaluate params section as params.yaml has it (no FID / FVD weights named)
 EVALUATE = dict(samples=3, control_clips=2, syncnet_weights="", fid_weights="", fid_frame_stride=5, fvd_weights="",
                 temperature=0.8, top_k=0, top_p=1.0, guidance=5.0, seed=0, codec_anchor_crf=41,
-                seeds=3, real_speech_dir="")
+                seeds=3, real_speech_dir="", guidance_region="mouth")
 
 
 def evaluate_params(**changes) -> EvaluateParams:

@@ -23,6 +23,8 @@ TINY_CFG = dict(
     spatial_dim=8, window_frames=8, steps=8, batch_size=8, lr=3e-3, warmup_steps=2, checkpoint_every=2,
     log_every=2, prev_frame_dropout=0.3, code_noise=0.05, episode_dropout=0.1,
 )
+NO_VOICE_AUG = dict(aug_mel_warp=0.0, aug_mel_eq=0.0, aug_mel_gain=0.0, aug_mel_noise=0.0, aug_reverb=0.0,
+                    aug_tempo=0.0)
 
 
 def synth_clip(rng: np.random.Generator, frames: int):
@@ -186,8 +188,10 @@ def test_mar_mode_trains_exports_and_evaluates(tokens, tmp_path):
     from nwt.data.tokens import load_token_clips, token_paths
     from nwt.eval.nll import evaluate_nll
 
+    # the toy's audio tells the state by which mel bands are lit; the voice augmentation moves and
+    # smears bands (tested on its own in test_prior_voice.py), which 60 steps do not learn through
     m = run(tokens, tmp_path, mode="mar", mar_layers=1, mar_dim=16, mar_heads=2, steps=60, checkpoint_every=60,
-            log_every=20, prev_frame_dropout=0.0)
+            log_every=20, prev_frame_dropout=0.0, **NO_VOICE_AUG)
     val = m["val"]
     assert val["nll_bits_per_code"] < 0.5 * val["unigram_entropy_bits"], val
     assert val["nll_shuffled_audio_bits_per_code"] > val["nll_bits_per_code"] + 0.5, val
