@@ -130,6 +130,16 @@ def dlib_landmark_model() -> Path:
     return path
 
 
+def dlib_models(needed_by: str):
+    """(the dlib module, its HOG frontal-face detector, the 68-point shape predictor); without
+    dlib a RuntimeError saying that `needed_by` needs it and what to install."""
+    try:
+        import dlib
+    except ImportError as exc:
+        raise RuntimeError(f"{needed_by} needs dlib (pip install dlib-bin, pinned in constraints.txt)") from exc
+    return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dlib_landmark_model()))
+
+
 class DlibDetector:
     """dlib's HOG frontal-face detector + 68-point shape predictor; box from the landmarks.
 
@@ -140,13 +150,7 @@ class DlibDetector:
     DETECT_SCALE = 1.0
 
     def __init__(self, min_face_px: int):
-        try:
-            import dlib
-        except ImportError as exc:
-            raise RuntimeError("the dlib backend needs dlib (pip install dlib-bin, pinned in constraints.txt)") from exc
-        self.dlib = dlib
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(dlib_landmark_model()))
+        self.dlib, self.detector, self.predictor = dlib_models("faces.backend dlib")
         self.min_face_px = min_face_px
 
     def landmarks(self, frame_bgr: np.ndarray) -> list[np.ndarray]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nwt.data.face_backends import dlib_landmark_model
+from nwt.data.face_backends import dlib_models
 from nwt.eval.metrics import LOUDNESS_FLOOR, pearson
 
 MOUTH = slice(48, 68)  # outer 48–59 and inner 60–67 lip points
@@ -38,13 +38,7 @@ class LandmarkDetector:
     next frame detects again. Detection is ≈30× slower than the predictor."""
 
     def __init__(self):
-        try:
-            import dlib
-        except ImportError as exc:
-            raise RuntimeError("lip measures need dlib: pip install dlib-bin (pinned in constraints.txt)") from exc
-        self.dlib = dlib
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(dlib_landmark_model()))
+        _, self.detector, self.predictor = dlib_models("the lip measures")
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """(T, H, W, 3) uint8 RGB → (T, 68, 2) float64 landmarks in pixels, NaN where no face was

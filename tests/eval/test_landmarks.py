@@ -67,7 +67,7 @@ def test_a_missing_model_package_says_what_to_install(monkeypatch):
 
     monkeypatch.setattr(face_backends.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(RuntimeError, match="pip install face-recognition-models"):
-        landmarks.dlib_landmark_model()
+        landmarks.LandmarkDetector()  # the lip measures load the model through face_backends
 
 
 @pytest.mark.slow

@@ -52,22 +52,29 @@ def normalise(text: str) -> list[str]:
     return re.sub(r"[^a-z' ]+", " ", text.lower().replace("-", " ")).split()
 
 
-_decoder = None
+_decoders: dict[str, object] = {}  # use → its pocketsphinx decoder, built on first use
 _decoder_lock = threading.Lock()
 
 
-def _get_decoder():
-    global _decoder
-    if _decoder is None:
+def pocketsphinx_decoder(use: str, needed_by: str, lm: str | None, **options):
+    """The pocketsphinx decoder of the en-us model (acoustic model and dictionary from the wheel),
+    with the wheel's language model file `lm` (None: none, for alignment) and `options`, built once
+    per `use` ("align", "recognize"); hold that module's lock while decoding. `needed_by` names the
+    setting that needs it in the missing-package message."""
+    if use not in _decoders:
         try:
             import pocketsphinx as ps
         except ImportError as err:
-            raise AlignError("segment.backend pocketsphinx needs the pocketsphinx package (pip install "
-                             "pocketsphinx==5.1.1; the en-us model ships inside the wheel)") from err
+            raise AlignError(f"{needed_by} needs the pocketsphinx package (pip install pocketsphinx==5.1.1; "
+                             "the en-us model and LM ship inside the wheel)") from err
         config = ps.Config(hmm=ps.get_model_path("en-us/en-us"), dict=ps.get_model_path("en-us/cmudict-en-us.dict"),
-                           lm=None, loglevel="FATAL", fsgusefiller=False)
-        _decoder = ps.Decoder(config)
-    return _decoder
+                           lm=None if lm is None else ps.get_model_path(lm), loglevel="FATAL", **options)
+        _decoders[use] = ps.Decoder(config)
+    return _decoders[use]
+
+
+def _get_decoder():
+    return pocketsphinx_decoder("align", "segment.backend pocketsphinx", lm=None, fsgusefiller=False)
 
 
 def align_words(audio16: np.ndarray, words: list[str], offset_s: float = 0.0) -> list[Token]:

@@ -23,26 +23,15 @@ import threading
 
 import numpy as np
 
-from nwt.data.asr.align import FRAME_S, AlignError, Token
+from nwt.data.asr.align import FRAME_S, Token, pocketsphinx_decoder
 from nwt.data.asr.vad import VAD_RATE, to_vad_rate
 
-_decoder = None
 _decoder_lock = threading.Lock()
 
 
 def _get_decoder():
-    global _decoder
-    if _decoder is None:
-        try:
-            import pocketsphinx as ps
-        except ImportError as err:
-            raise AlignError("segment.no_transcript recognize needs the pocketsphinx package (pip install "
-                             "pocketsphinx==5.1.1; the en-us model and LM ship inside the wheel)") from err
-        config = ps.Config(hmm=ps.get_model_path("en-us/en-us"), dict=ps.get_model_path("en-us/cmudict-en-us.dict"),
-                           lm=ps.get_model_path("en-us/en-us.lm.bin"), loglevel="FATAL", fwdflat=False,
-                           bestpath=False)
-        _decoder = ps.Decoder(config)
-    return _decoder
+    return pocketsphinx_decoder("recognize", "segment.no_transcript recognize", lm="en-us/en-us.lm.bin",
+                                fwdflat=False, bestpath=False)
 
 
 def _is_word(text: str) -> bool:
